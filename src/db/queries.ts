@@ -1,0 +1,239 @@
+import type { Queryable } from './database.js';
+import { quoteSchema } from './database.js';
+
+/** A stored record row, as the claim and `get()` read it. */
+export interface InstanceRow {
+  machine: string;
+  id: string;
+  version: number;
+  queue: string;
+  state: string;
+  snapshot: { value?: unknown; context?: unknown } & Record<string, unknown>;
+  status: string;
+  entered_at: Date;
+  wake_at: Date | null;
+  timers: Array<{ id: string; at: number; event: { type: string } }>;
+  attempt: number;
+  error: unknown;
+  seq: number;
+  event_seq: string;
+  row_version: number;
+}
+
+/** A due or running invocation. */
+export interface InvocationRow {
+  machine: string;
+  instance_id: string;
+  invoke_id: string;
+  token: string;
+  version: number;
+  src: string;
+  input: unknown;
+  attempt: number;
+}
+
+/** An inbox event. */
+export interface EventRow {
+  id: string;
+  machine: string;
+  instance_id: string;
+  event: { type: string } & Record<string, unknown>;
+  created_at: Date;
+}
+
+const INSTANCE_COLUMNS =
+  'machine, id, version, queue, state, snapshot, status, entered_at, wake_at, timers, attempt, error, seq, event_seq::text AS event_seq, row_version';
+
+/**
+ * Every statement drover runs, built once per schema. The loop's statements (claims,
+ * persist, completions) are single round trips that take a whole batch as one JSON array.
+ */
+export function createQueries(schema: string) {
+  const s = quoteSchema(schema);
+  const channel = `drover_${schema}`;
+  const json = (v: unknown) => JSON.stringify(v, errorReplacer);
+
+  const sql = {
+    createInstance: `
+      WITH ins AS (
+        INSERT INTO ${s}.instances (machine, id, version, queue, state, snapshot, status, entered_at, wake_at, timers,
+                                   priority, unique_key, error, seq, created_at, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10::jsonb, $11, $12, $13::jsonb, $14, $8, $8)
+        ON CONFLICT DO NOTHING
+        RETURNING machine, id),
+      tr AS (
+        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at)
+        SELECT ins.machine, ins.id, $3, t.seq, t.from_state, t.to_state, t.status, t.event, t.error, t.at
+        FROM ins, jsonb_to_recordset($15::jsonb) AS t(seq int, from_state text, to_state text, status text, event jsonb, error jsonb, at timestamptz)),
+      inv AS (
+        INSERT INTO ${s}.invocations (machine, instance_id, invoke_id, token, version, queue, src, input, priority, locked_until, created_at)
+        SELECT ins.machine, ins.id, v.invoke_id, v.token, $3, $4, v.src, v.input, $11, v.locked_until, $8
+        FROM ins, jsonb_to_recordset($16::jsonb) AS v(invoke_id text, token text, src text, input jsonb, locked_until timestamptz)),
+      n AS (SELECT pg_notify('${channel}', $4) FROM ins)
+      SELECT (SELECT count(*) FROM ins)::int AS created, (SELECT count(*) FROM n)::int AS notified`,
+    instanceExists: `SELECT 1 FROM ${s}.instances WHERE machine = $1 AND id = $2`,
+    getInstance: `SELECT ${INSTANCE_COLUMNS} FROM ${s}.instances WHERE machine = $1 AND id = $2`,
+    pendingEvents: `SELECT EXISTS (SELECT 1 FROM ${s}.events WHERE machine = $1 AND instance_id = $2) AS pending`,
+    sendEvent: `
+      WITH u AS (
+        UPDATE ${s}.instances SET event_seq = event_seq + 1,
+               wake_at = CASE WHEN wake_at IS NULL OR wake_at > $5 THEN $5 ELSE wake_at END
+        WHERE machine = $1 AND id = $2 AND status = 'active'
+        RETURNING machine, id, queue),
+      e AS (
+        INSERT INTO ${s}.events (machine, instance_id, event, traceparent, created_at)
+        SELECT machine, id, $3::jsonb, $4, $5 FROM u RETURNING id)
+      SELECT (SELECT id::text FROM e) AS event_id, (SELECT pg_notify('${channel}', queue) FROM u) AS notified`,
+    claimInstances: `
+      WITH due AS (
+        SELECT machine, id FROM ${s}.instances
+        WHERE queue = $1 AND status = 'active' AND wake_at <= $2 AND (locked_until IS NULL OR locked_until < $2)
+        ORDER BY wake_at
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED)
+      UPDATE ${s}.instances i SET locked_by = $4, locked_until = $5
+      FROM due WHERE i.machine = due.machine AND i.id = due.id
+      RETURNING i.machine, i.id, i.version, i.queue, i.state, i.snapshot, i.status, i.entered_at, i.wake_at, i.timers,
+                i.attempt, i.error, i.seq, i.event_seq::text AS event_seq, i.row_version`,
+    loadEvents: `
+      SELECT e.id::text AS id, e.machine, e.instance_id, e.event, e.created_at
+      FROM ${s}.events e
+      JOIN jsonb_to_recordset($1::jsonb) AS k(machine text, id text) ON e.machine = k.machine AND e.instance_id = k.id
+      ORDER BY e.id`,
+    persistSteps: `
+      WITH u AS (
+        SELECT * FROM jsonb_to_recordset($1::jsonb) AS u(machine text, id text, row_version int, state text, status text,
+          snapshot jsonb, entered_at timestamptz, wake_at timestamptz, timers jsonb, error jsonb, seq int, event_seq bigint)),
+      upd AS (
+        UPDATE ${s}.instances i SET
+          snapshot = u.snapshot, state = u.state, status = u.status, entered_at = u.entered_at, timers = u.timers,
+          error = COALESCE(u.error, i.error), seq = u.seq,
+          wake_at = CASE WHEN u.status <> 'active' THEN NULL WHEN i.event_seq > u.event_seq THEN $3::timestamptz ELSE u.wake_at END,
+          locked_by = NULL, locked_until = NULL, row_version = i.row_version + 1, updated_at = $3::timestamptz
+        FROM u
+        WHERE i.machine = u.machine AND i.id = u.id AND i.row_version = u.row_version AND i.locked_by = $2
+        RETURNING i.machine, i.id, i.status, i.queue, i.priority, i.version),
+      tr AS (
+        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at)
+        SELECT t.machine, t.instance_id, upd.version, t.seq, t.from_state, t.to_state, t.status, t.event, t.error, t.at
+        FROM jsonb_to_recordset($4::jsonb) AS t(machine text, instance_id text, seq int, from_state text, to_state text,
+             status text, event jsonb, error jsonb, at timestamptz)
+        JOIN upd ON upd.machine = t.machine AND upd.id = t.instance_id),
+      consumed AS (
+        DELETE FROM ${s}.events e USING jsonb_to_recordset($5::jsonb) AS c(machine text, instance_id text, id bigint), upd
+        WHERE e.id = c.id AND upd.machine = c.machine AND upd.id = c.instance_id),
+      stopped AS (
+        DELETE FROM ${s}.invocations v USING upd
+        WHERE v.machine = upd.machine AND v.instance_id = upd.id
+          AND (upd.status <> 'active' OR v.invoke_id IN (
+            SELECT x.invoke_id FROM jsonb_to_recordset($6::jsonb) AS x(machine text, instance_id text, invoke_id text)
+            WHERE x.machine = upd.machine AND x.instance_id = upd.id))),
+      spawned AS (
+        INSERT INTO ${s}.invocations (machine, instance_id, invoke_id, token, version, queue, src, input, priority,
+                                     attempt, locked_by, locked_until, created_at)
+        SELECT v.machine, v.instance_id, v.invoke_id, v.token, upd.version, upd.queue, v.src, v.input, upd.priority,
+               v.attempt, v.locked_by, v.locked_until, $3::timestamptz
+        FROM jsonb_to_recordset($7::jsonb) AS v(machine text, instance_id text, invoke_id text, token text, src text,
+             input jsonb, attempt int, locked_by text, locked_until timestamptz)
+        JOIN upd ON upd.machine = v.machine AND upd.id = v.instance_id AND upd.status = 'active'
+        ON CONFLICT (machine, instance_id, invoke_id) DO UPDATE SET token = EXCLUDED.token, src = EXCLUDED.src,
+          input = EXCLUDED.input, attempt = EXCLUDED.attempt, locked_by = EXCLUDED.locked_by,
+          locked_until = EXCLUDED.locked_until, last_error = NULL)
+      SELECT machine, id FROM upd`,
+    releaseInstance: `
+      UPDATE ${s}.instances SET locked_by = NULL, locked_until = NULL, wake_at = $4
+      WHERE machine = $1 AND id = $2 AND locked_by = $3`,
+    failInstance: `
+      WITH upd AS (
+        UPDATE ${s}.instances SET status = 'failed', error = $4::jsonb, wake_at = NULL, locked_by = NULL, locked_until = NULL,
+               seq = seq + 1, row_version = row_version + 1, updated_at = $5
+        WHERE machine = $1 AND id = $2 AND locked_by = $3 AND row_version = $6
+        RETURNING machine, id, version, seq, state),
+      tr AS (
+        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at)
+        SELECT machine, id, version, seq, state, state, 'failed', $7::jsonb, $4::jsonb, $5 FROM upd)
+      SELECT count(*)::int AS n FROM upd`,
+    claimInvocations: `
+      WITH due AS (
+        SELECT machine, instance_id, invoke_id FROM ${s}.invocations
+        WHERE queue = $1 AND locked_until <= $2
+        ORDER BY priority DESC, locked_until
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED)
+      UPDATE ${s}.invocations v SET locked_by = $4, locked_until = $5, attempt = v.attempt + 1
+      FROM due WHERE v.machine = due.machine AND v.instance_id = due.instance_id AND v.invoke_id = due.invoke_id
+      RETURNING v.machine, v.instance_id, v.invoke_id, v.token, v.version, v.src, v.input, v.attempt`,
+    heartbeatInvocations: `
+      UPDATE ${s}.invocations v SET locked_until = $1
+      FROM jsonb_to_recordset($2::jsonb) AS k(machine text, instance_id text, invoke_id text, token text)
+      WHERE v.machine = k.machine AND v.instance_id = k.instance_id AND v.invoke_id = k.invoke_id AND v.token = k.token
+        AND v.locked_by = $3
+      RETURNING v.machine, v.instance_id, v.invoke_id`,
+    completeInvocations: `
+      WITH c AS (
+        SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(machine text, instance_id text, invoke_id text, token text, event jsonb, n int)),
+      del AS (
+        DELETE FROM ${s}.invocations v USING c
+        WHERE v.machine = c.machine AND v.instance_id = c.instance_id AND v.invoke_id = c.invoke_id AND v.token = c.token
+        RETURNING v.machine, v.instance_id, v.invoke_id),
+      ev AS (
+        INSERT INTO ${s}.events (machine, instance_id, event, created_at)
+        SELECT c.machine, c.instance_id, c.event, $2::timestamptz
+        FROM c JOIN del ON del.machine = c.machine AND del.instance_id = c.instance_id AND del.invoke_id = c.invoke_id
+        ORDER BY c.n),
+      up AS (
+        UPDATE ${s}.instances i SET event_seq = i.event_seq + 1,
+               wake_at = CASE WHEN i.wake_at IS NULL OR i.wake_at > $2::timestamptz THEN $2::timestamptz ELSE i.wake_at END
+        FROM (SELECT DISTINCT machine, instance_id FROM del) d
+        WHERE i.machine = d.machine AND i.id = d.instance_id AND i.status = 'active'
+        RETURNING i.queue)
+      SELECT DISTINCT queue FROM up`,
+    retryInvocation: `
+      WITH v AS (
+        UPDATE ${s}.invocations SET locked_by = NULL, locked_until = $5, last_error = $6::jsonb
+        WHERE machine = $1 AND instance_id = $2 AND invoke_id = $3 AND token = $4
+        RETURNING machine, instance_id, attempt)
+      UPDATE ${s}.instances i SET attempt = v.attempt, error = $6::jsonb FROM v
+      WHERE i.machine = v.machine AND i.id = v.instance_id`,
+    cancelInstance: `
+      WITH upd AS (
+        UPDATE ${s}.instances SET status = 'cancelled', wake_at = NULL, timers = '[]', locked_by = NULL, locked_until = NULL,
+               error = $3::jsonb, seq = seq + 1, row_version = row_version + 1, updated_at = $4
+        WHERE machine = $1 AND id = $2 AND status = 'active'
+        RETURNING machine, id, version, seq, state),
+      tr AS (
+        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at)
+        SELECT machine, id, version, seq, state, state, 'cancelled', $5::jsonb, $3::jsonb, $4 FROM upd),
+      inv AS (DELETE FROM ${s}.invocations v USING upd WHERE v.machine = upd.machine AND v.instance_id = upd.id),
+      ev AS (DELETE FROM ${s}.events e USING upd WHERE e.machine = upd.machine AND e.instance_id = upd.id)
+      SELECT count(*)::int AS n FROM upd`,
+    releaseInvocations: `
+      UPDATE ${s}.invocations SET locked_by = NULL, locked_until = $2 WHERE locked_by = $1`,
+    history: `
+      SELECT from_state, to_state, status, event, error, at, seq FROM ${s}.transitions
+      WHERE machine = $1 AND instance_id = $2 ORDER BY seq`,
+  };
+
+  return {
+    channel,
+    sql,
+    json,
+    async claimInstances(db: Queryable, queue: string, now: Date, limit: number, node: string, leaseUntil: Date) {
+      return (await db.query<InstanceRow>(sql.claimInstances, [queue, now, limit, node, leaseUntil])).rows;
+    },
+    async loadEvents(db: Queryable, keys: Array<{ machine: string; id: string }>) {
+      return (await db.query<EventRow>(sql.loadEvents, [json(keys)])).rows;
+    },
+    async claimInvocations(db: Queryable, queue: string, now: Date, limit: number, node: string, leaseUntil: Date) {
+      return (await db.query<InvocationRow>(sql.claimInvocations, [queue, now, limit, node, leaseUntil])).rows;
+    },
+  };
+}
+
+export type Queries = ReturnType<typeof createQueries>;
+
+/** JSON.stringify drops an Error's fields; store name and message instead. */
+function errorReplacer(_key: string, value: unknown): unknown {
+  if (value instanceof Error) return { name: value.name, message: value.message };
+  return value;
+}

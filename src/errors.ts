@@ -1,0 +1,95 @@
+/**
+ * Every error drover throws on purpose. Catch `DroverError` for all of them, or a specific
+ * class; each carries a stable `code` for programs and a message that says how to fix it.
+ */
+export class DroverError extends Error {
+  /** A stable, machine-readable code such as `UNKNOWN_MACHINE`. */
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** No machine with that name is registered with the runtime. */
+export class UnknownMachineError extends DroverError {
+  constructor(machine: string, known: readonly string[]) {
+    super('UNKNOWN_MACHINE', `no machine "${machine}" is registered (known: ${known.length ? known.join(', ') : 'none'})`);
+  }
+}
+
+/** A record was started on a machine version that this runtime does not have registered. */
+export class UnknownVersionError extends DroverError {
+  constructor(machine: string, version: number, known: readonly number[]) {
+    super(
+      'UNKNOWN_VERSION',
+      `machine "${machine}" has no version ${version} registered (known: ${known.join(', ')}); keep old versions in \`machines\` until their records finish`,
+    );
+  }
+}
+
+/** `create()` with an id or unique key that already exists for that machine. */
+export class DuplicateRecordError extends DroverError {
+  constructor(machine: string, what: 'id' | 'uniqueKey', value: string) {
+    super('DUPLICATE_RECORD', `machine "${machine}" already has a record with ${what} "${value}"`);
+  }
+}
+
+/** No record with that id exists for that machine. */
+export class RecordNotFoundError extends DroverError {
+  constructor(machine: string, id: string) {
+    super('RECORD_NOT_FOUND', `machine "${machine}" has no record "${id}"`);
+  }
+}
+
+/**
+ * `send()` with an event the record cannot take: its current state has no transition for it
+ * (or every guard refuses it), or the record has already finished. Nothing is stored.
+ */
+export class EventNotAcceptedError extends DroverError {
+  constructor(machine: string, id: string, eventType: string, reason: string) {
+    super('EVENT_NOT_ACCEPTED', `record "${id}" of machine "${machine}" cannot take event "${eventType}": ${reason}`);
+  }
+}
+
+/** A stored snapshot that the registered machine cannot restore. The stored row is kept as is. */
+export class SnapshotRestoreError extends DroverError {
+  constructor(machine: string, id: string, cause: unknown) {
+    super('SNAPSHOT_RESTORE', `the stored snapshot of record "${id}" (machine "${machine}") does not restore: ${errorMessage(cause)}`, {
+      cause,
+    });
+  }
+}
+
+/** Options or arguments that cannot be used (bad schema name, bad duration, inline invoke…). */
+export class InvalidArgumentError extends DroverError {
+  constructor(message: string) {
+    super('INVALID_ARGUMENT', message);
+  }
+}
+
+/** `waitFor()` ran out of time before the record matched. */
+export class WaitTimeoutError extends DroverError {
+  constructor(machine: string, id: string, timeoutMs: number, last: string) {
+    super('WAIT_TIMEOUT', `record "${id}" of machine "${machine}" did not match within ${timeoutMs} ms (last: ${last})`);
+  }
+}
+
+/** The runtime was stopped; it takes no more calls. */
+export class RuntimeStoppedError extends DroverError {
+  constructor() {
+    super('RUNTIME_STOPPED', 'the runtime has been stopped; create a new one');
+  }
+}
+
+/** The message of anything thrown. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** A JSON-safe description of an error, as stored in a record and in history. */
+export function serializeError(err: unknown): { name: string; message: string; stack?: string } {
+  if (err instanceof Error) return { name: err.name, message: err.message, stack: err.stack };
+  return { name: 'Error', message: String(err) };
+}

@@ -1,0 +1,28 @@
+// The public API of drover: re-exports only.
+
+export type { TransitionFilter, TransitionMessage } from './bus/local.js';
+export type { CallerTransaction } from './db/database.js';
+export {
+  DroverError,
+  DuplicateRecordError,
+  EventNotAcceptedError,
+  InvalidArgumentError,
+  RecordNotFoundError,
+  RuntimeStoppedError,
+  SnapshotRestoreError,
+  UnknownMachineError,
+  UnknownVersionError,
+  WaitTimeoutError,
+} from './errors.js';
+export type { Logger } from './log.js';
+export type { DurableMachine, DurableOptions, JobContext, JobOptions, ResidencyOptions } from './record/durable.js';
+export { cancelJob, defineJob, durable, isDurableMachine, JobCancelledError } from './record/durable.js';
+export { stateString } from './record/state.js';
+export type { RecordStatus } from './record/step.js';
+export type { RuntimeOptions } from './runtime/options.js';
+export type { CreateOptions, HistoryEntry, Page, RecordView, Runtime, WaitCondition } from './runtime/runtime.js';
+export { createRuntime, WaitUnreachableError } from './runtime/runtime.js';
+export type { HandlerResult } from './supervisor/results.js';
+export { done, fail, none } from './supervisor/results.js';
+export type { Clock, Duration } from './time.js';
+export { parseDuration, systemClock, TestClock } from './time.js';

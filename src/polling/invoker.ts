@@ -1,0 +1,268 @@
+import { type AnyActorLogic, createActor } from 'xstate';
+import { backoffMs, isTransientError } from '../db/database.js';
+import type { InvocationRow } from '../db/queries.js';
+import { errorMessage, serializeError } from '../errors.js';
+import { JobCancelledError } from '../record/durable.js';
+import type { EngineContext } from './context.js';
+
+interface Running {
+  row: InvocationRow;
+  queue: string;
+  actor: { stop(): void };
+  aborted: boolean;
+}
+
+interface Completion {
+  machine: string;
+  instance_id: string;
+  invoke_id: string;
+  token: string;
+  event: Record<string, unknown>;
+  n: number;
+}
+
+const keyOf = (machine: string, instanceId: string, invokeId: string) => `${machine}\u0000${instanceId}\u0000${invokeId}`;
+
+/**
+ * Runs invoked promise actors outside any record step. Each invocation has its own lease,
+ * renewed by a heartbeat while it runs; its result goes back to the record as an inbox
+ * event (`xstate.done.actor.<id>` / `xstate.error.actor.<id>`). Completions are batched:
+ * whatever finished while one batch was being written goes in the next.
+ */
+export class Invoker {
+  private readonly running = new Map<string, Running>();
+  private reserved = 0;
+  private pending: Completion[] = [];
+  private flushing: Promise<void> | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private counter = 0;
+  private idle: Array<() => void> = [];
+
+  constructor(private readonly ctx: EngineContext) {}
+
+  /** Free slots for new invocations. */
+  free(): number {
+    return Math.max(0, this.ctx.concurrency - this.running.size - this.reserved);
+  }
+
+  /** Reserves a slot for an invocation a step is about to spawn; false when none is free. */
+  reserve(): boolean {
+    if (this.free() <= 0) return false;
+    this.reserved += 1;
+    return true;
+  }
+
+  unreserve(): void {
+    this.reserved = Math.max(0, this.reserved - 1);
+  }
+
+  size(): number {
+    return this.running.size;
+  }
+
+  startHeartbeat(): void {
+    const every = Math.max(50, Math.floor(this.ctx.leaseMs / 3));
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), every);
+    this.heartbeatTimer.unref();
+  }
+
+  /** Starts a claimed (or just spawned and reserved) invocation. */
+  start(row: InvocationRow, queue: string, fromReservation = false): void {
+    if (fromReservation) this.unreserve();
+    const key = keyOf(row.machine, row.instance_id, row.invoke_id);
+    this.running.get(key)?.actor.stop();
+    let logic: AnyActorLogic | undefined;
+    try {
+      const def = this.ctx.registry.get(row.machine, row.version);
+      logic = (def.machine.implementations.actors as Record<string, AnyActorLogic>)[row.src];
+      if (!logic) throw new Error(`actor "${row.src}" is not registered in setup({ actors })`);
+    } catch (err) {
+      this.settle(row, queue, { error: err });
+      return;
+    }
+    const actor = createActor(logic, { input: row.input });
+    const entry: Running = { row, queue, actor, aborted: false };
+    this.running.set(key, entry);
+    actor.subscribe({
+      complete: () => {
+        if (!entry.aborted) this.settle(row, queue, { output: (actor.getSnapshot() as { output?: unknown }).output });
+      },
+      error: (error) => {
+        if (!entry.aborted) this.settle(row, queue, { error });
+      },
+    });
+    actor.start();
+  }
+
+  /** Stops a local invocation (its record left the invoking state, or was cancelled). */
+  abort(machine: string, instanceId: string, invokeId: string): void {
+    const key = keyOf(machine, instanceId, invokeId);
+    const entry = this.running.get(key);
+    if (!entry) return;
+    entry.aborted = true;
+    this.running.delete(key);
+    entry.actor.stop();
+    this.notifyIdle();
+  }
+
+  /** Stops every local invocation of a record (it was cancelled). */
+  abortRecord(machine: string, instanceId: string): void {
+    for (const entry of [...this.running.values()]) {
+      if (entry.row.machine === machine && entry.row.instance_id === instanceId) this.abort(machine, instanceId, entry.row.invoke_id);
+    }
+  }
+
+  /** Stops everything still running and waits for pending completions to be written. */
+  async stop(graceMs: number): Promise<void> {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.running.size > 0) {
+      await Promise.race([
+        new Promise<void>((resolve) => this.idle.push(resolve)),
+        new Promise((resolve) => setTimeout(resolve, graceMs).unref()),
+      ]);
+    }
+    for (const entry of [...this.running.values()]) {
+      // Left for another node to claim when the lease runs out (at-least-once).
+      entry.aborted = true;
+      entry.actor.stop();
+    }
+    this.running.clear();
+    await this.flush();
+  }
+
+  private settle(row: InvocationRow, queue: string, result: { output?: unknown; error?: unknown }): void {
+    const key = keyOf(row.machine, row.instance_id, row.invoke_id);
+    const current = this.running.get(key);
+    if (current && current.row.token !== row.token) return;
+    this.running.delete(key);
+    this.notifyIdle();
+    if ('error' in result) {
+      const def = safeDef(this.ctx, row);
+      const retriable = !(result.error instanceof JobCancelledError) && def !== undefined && row.attempt < def.maxAttempts;
+      if (retriable && def) {
+        const delay = backoffMs(row.attempt, def.backoff.baseMs, def.backoff.maxMs);
+        this.ctx.logger.warn(
+          { machine: row.machine, id: row.instance_id, invoke: row.invoke_id, attempt: row.attempt, err: errorMessage(result.error) },
+          'drover: invocation failed, will retry',
+        );
+        void this.retry(row, delay, result.error);
+        return;
+      }
+      this.enqueue(row, { type: `xstate.error.actor.${row.invoke_id}`, error: serializeError(result.error), actorId: row.invoke_id });
+    } else {
+      this.enqueue(row, { type: `xstate.done.actor.${row.invoke_id}`, output: result.output, actorId: row.invoke_id });
+    }
+    void queue;
+  }
+
+  private async retry(row: InvocationRow, delay: number, error: unknown): Promise<void> {
+    const at = new Date(this.ctx.clock.now() + delay);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.ctx.db.query(this.ctx.queries.sql.retryInvocation, [
+          row.machine,
+          row.instance_id,
+          row.invoke_id,
+          row.token,
+          at,
+          this.ctx.queries.json(serializeError(error)),
+        ]);
+        return;
+      } catch (err) {
+        if (!isTransientError(err) || attempt > 20) {
+          this.ctx.logger.error(
+            { err: errorMessage(err), machine: row.machine, id: row.instance_id },
+            'drover: could not schedule a retry',
+          );
+          return; // the lease runs out and another claim retries it
+        }
+        await new Promise((r) => setTimeout(r, backoffMs(attempt, 100, 5000)));
+      }
+    }
+  }
+
+  private enqueue(row: InvocationRow, event: Record<string, unknown>): void {
+    this.pending.push({
+      machine: row.machine,
+      instance_id: row.instance_id,
+      invoke_id: row.invoke_id,
+      token: row.token,
+      event,
+      n: this.counter++,
+    });
+    if (!this.flushing) this.flushing = this.flushLoop();
+  }
+
+  /** Writes every pending completion; resolves when none is left. */
+  async flush(): Promise<void> {
+    while (this.flushing) await this.flushing;
+  }
+
+  private async flushLoop(): Promise<void> {
+    let failures = 0;
+    while (this.pending.length > 0) {
+      const batch = this.pending;
+      this.pending = [];
+      try {
+        const res = await this.ctx.db.query<{ queue: string }>(this.ctx.queries.sql.completeInvocations, [
+          this.ctx.queries.json(batch),
+          new Date(this.ctx.clock.now()),
+        ]);
+        failures = 0;
+        for (const { queue } of res.rows) this.ctx.wake(queue);
+      } catch (err) {
+        failures += 1;
+        this.ctx.logger.warn({ err: errorMessage(err), count: batch.length }, 'drover: writing invocation results failed, retrying');
+        this.pending = batch.concat(this.pending);
+        if (!isTransientError(err) && failures > 5) {
+          this.ctx.logger.error(
+            { err: errorMessage(err) },
+            'drover: giving up on invocation results; leases will expire and they run again',
+          );
+          this.pending = [];
+          break;
+        }
+        await new Promise((r) => setTimeout(r, backoffMs(failures, 100, 5000)));
+      }
+    }
+    this.flushing = undefined;
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.running.size === 0) return;
+    const entries = [...this.running.values()];
+    try {
+      const keys = entries.map((e) => ({
+        machine: e.row.machine,
+        instance_id: e.row.instance_id,
+        invoke_id: e.row.invoke_id,
+        token: e.row.token,
+      }));
+      const res = await this.ctx.db.query<{ machine: string; instance_id: string; invoke_id: string }>(
+        this.ctx.queries.sql.heartbeatInvocations,
+        [new Date(this.ctx.clock.now() + this.ctx.leaseMs), this.ctx.queries.json(keys), this.ctx.node],
+      );
+      const alive = new Set(res.rows.map((r) => keyOf(r.machine, r.instance_id, r.invoke_id)));
+      for (const e of entries) {
+        const key = keyOf(e.row.machine, e.row.instance_id, e.row.invoke_id);
+        // Gone from the table: stopped by a step on another node, or the record was cancelled.
+        if (!alive.has(key) && this.running.get(key) === e) this.abort(e.row.machine, e.row.instance_id, e.row.invoke_id);
+      }
+    } catch (err) {
+      this.ctx.logger.warn({ err: errorMessage(err) }, 'drover: invocation heartbeat failed');
+    }
+  }
+
+  private notifyIdle(): void {
+    if (this.running.size > 0) return;
+    for (const resolve of this.idle.splice(0)) resolve();
+  }
+}
+
+function safeDef(ctx: EngineContext, row: InvocationRow) {
+  try {
+    return ctx.registry.get(row.machine, row.version);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,160 @@
+import { type AnyStateMachine, fromPromise, setup } from 'xstate';
+import { InvalidArgumentError } from '../errors.js';
+import { type Duration, parseDuration } from '../time.js';
+
+/** How a state's residency is watched (used by the SLA watch). */
+export interface ResidencyOptions {
+  sla?: Duration;
+}
+
+/** Options of {@link durable}. */
+export interface DurableOptions {
+  /** The machine version; records stay on the version they started with. Default 1. */
+  version?: number;
+  /** The queue whose pollers run this machine's records. Default: the machine id. */
+  queue?: string;
+  /** Attempts of each invoked promise before its error reaches the machine. Default 1. */
+  maxAttempts?: number;
+  /** Backoff between attempts: capped exponential, `{ base, max }` or a base duration. Default 1s, capped at 1h. */
+  backoff?: Duration | { base?: Duration; max?: Duration };
+  /** Residency budgets per state (read by the SLA watch). */
+  residency?: Record<string, ResidencyOptions>;
+}
+
+/** A machine wrapped by {@link durable}: what the runtime registers. */
+export interface DurableMachine<TMachine extends AnyStateMachine = AnyStateMachine> {
+  readonly kind: 'drover.durable';
+  /** The machine name: the XState machine `id`. */
+  readonly name: string;
+  readonly version: number;
+  readonly queue: string;
+  readonly maxAttempts: number;
+  readonly backoff: { baseMs: number; maxMs: number };
+  readonly residency: Readonly<Record<string, ResidencyOptions>>;
+  readonly machine: TMachine;
+}
+
+const NAME = /^[A-Za-z0-9_-]{1,100}$/;
+
+/**
+ * Makes an XState v5 machine durable: each record of it is an actor that lives in the
+ * database. The machine `id` is the machine name; every invoked actor must be registered by
+ * name in `setup({ actors })`, because an inline one cannot be found again after a restore.
+ *
+ * @example
+ * export const order = durable(setup({ actors: { charge } }).createMachine({ id: 'order', … }),
+ *   { version: 1, queue: 'orders', maxAttempts: 5, backoff: '1s' });
+ */
+export function durable<TMachine extends AnyStateMachine>(machine: TMachine, options: DurableOptions = {}): DurableMachine<TMachine> {
+  const name = machine?.id;
+  if (!machine || typeof machine.transition !== 'function' || !machine.root) {
+    throw new InvalidArgumentError('durable() takes an XState v5 machine made with createMachine() or setup().createMachine()');
+  }
+  if (!NAME.test(name) || name === '(machine)') {
+    throw new InvalidArgumentError(
+      `durable() needs the machine to have an id of letters, digits, "_" or "-" (got "${name}"): the id is the machine name`,
+    );
+  }
+  const version = options.version ?? 1;
+  if (!Number.isInteger(version) || version < 1) throw new InvalidArgumentError(`machine "${name}": version must be an integer >= 1`);
+  const queue = options.queue ?? name;
+  if (!NAME.test(queue)) throw new InvalidArgumentError(`machine "${name}": queue "${queue}" must be letters, digits, "_" or "-"`);
+  const maxAttempts = options.maxAttempts ?? 1;
+  if (!Number.isInteger(maxAttempts) || maxAttempts < 1)
+    throw new InvalidArgumentError(`machine "${name}": maxAttempts must be an integer >= 1`);
+  const b = options.backoff;
+  const backoff =
+    b === undefined || typeof b === 'number' || typeof b === 'string'
+      ? { baseMs: parseDuration(b ?? '1s'), maxMs: 3_600_000 }
+      : { baseMs: parseDuration(b.base ?? '1s'), maxMs: parseDuration(b.max ?? '1h') };
+  for (const r of Object.values(options.residency ?? {})) if (r.sla !== undefined) parseDuration(r.sla);
+  checkInvokes(machine);
+  return Object.freeze({
+    kind: 'drover.durable' as const,
+    name,
+    version,
+    queue,
+    maxAttempts,
+    backoff,
+    residency: Object.freeze({ ...(options.residency ?? {}) }),
+    machine,
+  });
+}
+
+/** Whether a value is a {@link DurableMachine}. */
+export function isDurableMachine(value: unknown): value is DurableMachine {
+  return typeof value === 'object' && value !== null && (value as DurableMachine).kind === 'drover.durable';
+}
+
+interface StateNodeLike {
+  id: string;
+  invoke: Array<{ src: unknown; id: string }>;
+  states: Record<string, StateNodeLike>;
+}
+
+function checkInvokes(machine: AnyStateMachine): void {
+  const actors = (machine.implementations?.actors ?? {}) as Record<string, unknown>;
+  const visit = (node: StateNodeLike) => {
+    for (const inv of node.invoke ?? []) {
+      if (typeof inv.src !== 'string' || !(inv.src in actors)) {
+        throw new InvalidArgumentError(
+          `machine "${machine.id}", state "${node.id}": invoke must name an actor registered in setup({ actors }) (an inline actor cannot be found again after a restore)`,
+        );
+      }
+    }
+    for (const child of Object.values(node.states ?? {})) visit(child);
+  };
+  visit(machine.root as unknown as StateNodeLike);
+}
+
+/** What a job function gets besides its arguments. */
+export interface JobContext {
+  /** Aborted when the job is cancelled or its record leaves the running state. */
+  signal: AbortSignal;
+}
+
+/** Options of {@link defineJob}. */
+export type JobOptions = Omit<DurableOptions, 'residency'>;
+
+/**
+ * A one-shot job: the degenerate durable machine `running → done`. Resolving finishes the
+ * record (`done`); throwing retries with capped exponential backoff until `maxAttempts`
+ * (default 20), then the record is `failed`. Throw {@link cancelJob} to fail at once.
+ *
+ * @example
+ * const cleanup = defineJob('cleanup', async (args: { days: number }) => purge(args.days));
+ * await runtime.create('cleanup', { input: { days: 30 } });
+ */
+export function defineJob<TArgs = unknown, TOut = unknown>(
+  name: string,
+  run: (args: TArgs, ctx: JobContext) => Promise<TOut> | TOut,
+  options: JobOptions = {},
+) {
+  // Typed loosely inside: the job's own signature carries the types for its callers.
+  const machine = setup({
+    types: { context: {} as { args: unknown }, input: {} as unknown },
+    actors: { job: fromPromise<TOut, unknown>(async ({ input, signal }) => run(input as TArgs, { signal })) },
+  }).createMachine({
+    id: name,
+    initial: 'running',
+    context: ({ input }) => ({ args: input }),
+    states: {
+      running: { invoke: { id: 'job', src: 'job', input: ({ context }: { context: { args: unknown } }) => context.args, onDone: 'done' } },
+      done: { type: 'final' },
+    },
+  });
+  return durable(machine, { maxAttempts: 20, ...options });
+}
+
+/** Thrown from a job or invoked promise, fails it at once with no further attempts. */
+export class JobCancelledError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'JobCancelledError';
+  }
+}
+
+/** Returns the error to throw from a job to fail it at once: `throw cancelJob('gone')`. */
+export function cancelJob(reason: string): JobCancelledError {
+  return new JobCancelledError(reason);
+}

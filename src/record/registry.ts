@@ -1,0 +1,49 @@
+import { InvalidArgumentError, UnknownMachineError, UnknownVersionError } from '../errors.js';
+import type { DurableMachine } from './durable.js';
+
+/** The machines a runtime knows, by name and version. */
+export class MachineRegistry {
+  private readonly byName = new Map<string, Map<number, DurableMachine>>();
+
+  constructor(machines: readonly DurableMachine[]) {
+    for (const m of machines) {
+      const versions = this.byName.get(m.name) ?? new Map<number, DurableMachine>();
+      if (versions.has(m.version)) throw new InvalidArgumentError(`machine "${m.name}" version ${m.version} is registered twice`);
+      const other = [...versions.values()][0];
+      if (other && other.queue !== m.queue) {
+        throw new InvalidArgumentError(`machine "${m.name}": every version must use one queue ("${other.queue}" vs "${m.queue}")`);
+      }
+      versions.set(m.version, m);
+      this.byName.set(m.name, versions);
+    }
+  }
+
+  /** The newest version: what `create()` starts. */
+  latest(name: string): DurableMachine {
+    const versions = this.byName.get(name);
+    if (!versions) throw new UnknownMachineError(name, this.names());
+    return [...versions.values()].reduce((a, b) => (b.version > a.version ? b : a));
+  }
+
+  /** One version, as a stored record needs it. */
+  get(name: string, version: number): DurableMachine {
+    const versions = this.byName.get(name);
+    if (!versions) throw new UnknownMachineError(name, this.names());
+    const m = versions.get(version);
+    if (!m) throw new UnknownVersionError(name, version, [...versions.keys()]);
+    return m;
+  }
+
+  /** Checks that a machine name is registered. */
+  assertKnown(name: string): void {
+    if (!this.byName.has(name)) throw new UnknownMachineError(name, this.names());
+  }
+
+  names(): string[] {
+    return [...this.byName.keys()].sort();
+  }
+
+  queues(): string[] {
+    return [...new Set([...this.byName.values()].flatMap((v) => [...v.values()].map((m) => m.queue)))].sort();
+  }
+}

@@ -1,0 +1,235 @@
+import { type AnyMachineSnapshot, type EventObject, initialTransition, transition } from 'xstate';
+import { serializeError } from '../errors.js';
+import type { DurableMachine } from './durable.js';
+import { stateString } from './state.js';
+
+/** A record's status: `active` (running or waiting), `done` (final state), `failed`, `cancelled`. */
+export type RecordStatus = 'active' | 'done' | 'failed' | 'cancelled';
+
+/** A pending delayed event (an `after` timer or a delayed raise/sendTo to self). */
+export interface Timer {
+  id: string;
+  /** Due time, epoch milliseconds. */
+  at: number;
+  event: EventObject;
+}
+
+/** An invoked actor to start: the registered logic `src` with `input`. */
+export interface Spawn {
+  id: string;
+  src: string;
+  input: unknown;
+}
+
+/** One committed change of state or status, as stored in history and the outbox. */
+export interface TransitionRow {
+  seq: number;
+  from: string | null;
+  to: string;
+  status: RecordStatus;
+  event: EventObject;
+  error?: ReturnType<typeof serializeError>;
+  at: number;
+}
+
+/** Something due for a record: an inbox event or a timer. */
+export type StepItem = { kind: 'event'; eventId: string; event: EventObject; at: number } | { kind: 'timer'; timer: Timer };
+
+/** A record as the step sees it. */
+export interface RecordState {
+  snapshot: AnyMachineSnapshot;
+  state: string;
+  status: RecordStatus;
+  enteredAt: number;
+  timers: Timer[];
+  seq: number;
+}
+
+/** What one step produced: the new record state plus the effects to store and run. */
+export interface StepOutcome extends RecordState {
+  error?: ReturnType<typeof serializeError>;
+  transitions: TransitionRow[];
+  /** Invocations to start after the commit, by id. */
+  spawns: Map<string, Spawn>;
+  /** Invocations to stop (a restarted invocation is in both `stops` and `spawns`). */
+  stops: Set<string>;
+  emitted: EventObject[];
+  /** Events the record could not take; they are consumed and dropped. */
+  ignored: EventObject[];
+  consumedEventIds: string[];
+}
+
+const SELF_SEND = 'xstate.sendTo';
+
+/** The first step of a new record: XState's initial transition and its effects. */
+export function initialStep(def: DurableMachine, input: unknown, now: number, timerBase = now): StepOutcome {
+  const out = emptyOutcome({ snapshot: undefined as never, state: '', status: 'active', enteredAt: now, timers: [], seq: 0 });
+  const init: EventObject = { type: 'xstate.init' };
+  let snapshot: AnyMachineSnapshot;
+  let actions: unknown[];
+  try {
+    [snapshot, actions] = initialTransition(def.machine, input) as [AnyMachineSnapshot, unknown[]];
+  } catch (err) {
+    // A throwing context factory or entry assign: there is no snapshot to keep.
+    throw err instanceof Error ? err : new Error(String(err));
+  }
+  out.snapshot = snapshot;
+  out.state = stateString(snapshot.value);
+  const queue: EventObject[] = [];
+  const failure = applyActions(out, actions, timerBase, queue);
+  out.transitions.push({ seq: 1, from: null, to: out.state, status: 'active', event: init, at: now });
+  out.seq = 1;
+  settle(out, snapshot, init, now, failure);
+  if (out.status === 'active' && queue.length > 0) fold(def, out, queue, now);
+  return out;
+}
+
+/**
+ * Folds due events and timers through XState's pure `transition()`, one macrostep each, and
+ * collects the effects. Nothing here touches the database or starts anything.
+ */
+export function foldStep(def: DurableMachine, record: RecordState, items: StepItem[], now: number): StepOutcome {
+  const out = emptyOutcome(record);
+  for (const item of items) {
+    if (item.kind === 'event') out.consumedEventIds.push(item.eventId);
+    if (out.status !== 'active') {
+      if (item.kind === 'event') out.ignored.push(item.event);
+      continue;
+    }
+    let event: EventObject;
+    if (item.kind === 'timer') {
+      const index = out.timers.findIndex((t) => t.id === item.timer.id);
+      if (index === -1) continue; // cancelled earlier in this step
+      out.timers.splice(index, 1);
+      event = item.timer.event;
+    } else {
+      event = item.event;
+    }
+    fold(def, out, [event], now);
+  }
+  return out;
+}
+
+function fold(def: DurableMachine, out: StepOutcome, queue: EventObject[], now: number): void {
+  while (queue.length > 0 && out.status === 'active') {
+    const event = queue.shift() as EventObject;
+    let next: AnyMachineSnapshot;
+    let actions: unknown[];
+    try {
+      [next, actions] = transition(def.machine, out.snapshot, event) as [AnyMachineSnapshot, unknown[]];
+    } catch (err) {
+      // A throwing guard or assign: keep the last good snapshot, fail the record.
+      settle(out, out.snapshot, event, now, err);
+      return;
+    }
+    if (next === out.snapshot && actions.length === 0) {
+      out.ignored.push(event);
+      continue;
+    }
+    const failure = applyActions(out, actions, now, queue);
+    settle(out, failure === undefined ? next : out.snapshot, event, now, failure);
+  }
+}
+
+/** Records the new snapshot, and a transition row when the state or status changed. */
+function settle(out: StepOutcome, next: AnyMachineSnapshot, event: EventObject, now: number, failure: unknown): void {
+  const from = out.state;
+  out.snapshot = next;
+  out.state = stateString(next.value);
+  let status: RecordStatus = 'active';
+  if (failure !== undefined) {
+    status = 'failed';
+    out.error = serializeError(failure);
+  } else if (next.status === 'error') {
+    status = 'failed';
+    out.error = serializeError(next.error);
+  } else if (next.status === 'done') {
+    status = 'done';
+  }
+  const changedState = out.state !== from;
+  if (changedState) out.enteredAt = now;
+  if (changedState || status !== out.status) {
+    out.seq += 1;
+    out.transitions.push({ seq: out.seq, from, to: out.state, status, event, error: status === 'failed' ? out.error : undefined, at: now });
+  }
+  out.status = status;
+  if (status !== 'active') out.timers = [];
+}
+
+interface ActionLike {
+  type: string;
+  params?: Record<string, unknown>;
+  info?: unknown;
+  exec?: (info: unknown, params: unknown) => void;
+}
+
+/** Turns the actions `transition()` returned into timer rows, invocations and queued events; runs custom actions. */
+function applyActions(out: StepOutcome, actions: unknown[], now: number, queue: EventObject[]): unknown {
+  for (const raw of actions) {
+    const action = raw as ActionLike;
+    const params = action.params ?? {};
+    switch (action.type) {
+      case 'xstate.raise':
+      case SELF_SEND: {
+        const event = params.event as EventObject;
+        if (action.type === SELF_SEND && targetsChild(out.snapshot, params.to)) break; // promise children take no events
+        const delay = params.delay as number | undefined;
+        if (typeof delay === 'number') {
+          const id = typeof params.id === 'string' ? params.id : `${out.seq}.${out.timers.length}.${event.type}`;
+          out.timers = out.timers.filter((t) => t.id !== id);
+          out.timers.push({ id, at: now + delay, event });
+        } else if (action.type === SELF_SEND) {
+          queue.push(event); // an undelayed raise is already applied; an undelayed sendTo self is not
+        }
+        break;
+      }
+      case 'xstate.cancel':
+        out.timers = out.timers.filter((t) => t.id !== params.sendId);
+        break;
+      case 'xstate.spawnChild': {
+        const id = params.id as string;
+        out.spawns.set(id, { id, src: params.src as string, input: params.input });
+        break;
+      }
+      case 'xstate.stopChild': {
+        const ref = params.id as string | { id: string };
+        const id = typeof ref === 'string' ? ref : ref.id;
+        if (out.spawns.delete(id) && !out.stops.has(id)) break; // started and stopped in one step: never ran
+        out.stops.add(id);
+        break;
+      }
+      case 'xstate.emit':
+        out.emitted.push(params.event as EventObject);
+        break;
+      case 'xstate.sendParent':
+      case 'xstate.log':
+        break;
+      default:
+        if (action.type.startsWith('xstate.')) break;
+        try {
+          action.exec?.(action.info, action.params);
+        } catch (err) {
+          return err;
+        }
+    }
+  }
+  return undefined;
+}
+
+function targetsChild(snapshot: AnyMachineSnapshot, to: unknown): boolean {
+  const id = typeof to === 'string' ? to : (to as { id?: string } | undefined)?.id;
+  return id !== undefined && id in (snapshot?.children ?? {});
+}
+
+function emptyOutcome(record: RecordState): StepOutcome {
+  return {
+    ...record,
+    timers: [...record.timers],
+    transitions: [],
+    spawns: new Map(),
+    stops: new Set(),
+    emitted: [],
+    ignored: [],
+    consumedEventIds: [],
+  };
+}

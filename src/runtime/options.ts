@@ -1,0 +1,110 @@
+import { readdir } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type pg from 'pg';
+import type { Database } from '../db/database.js';
+import { quoteSchema } from '../db/database.js';
+import { pgDatabase } from '../db/pg.js';
+import { isPGlite, openPGlite, type PGliteLike, pgliteDatabase } from '../db/pglite.js';
+import { InvalidArgumentError } from '../errors.js';
+import { type Logger, silentLogger } from '../log.js';
+import { type DurableMachine, isDurableMachine } from '../record/durable.js';
+import { type Clock, type Duration, parseDuration, systemClock } from '../time.js';
+
+/** Options of {@link createRuntime}. */
+export interface RuntimeOptions {
+  /** A connection string, a `pg.Pool` or a PGlite instance. Omitted: an in-memory PGlite. */
+  database?: string | pg.Pool | PGliteLike;
+  /** The schema drover keeps its tables in. Default `drover`. */
+  schema?: string;
+  /** `false` or omitted: the in-process bus. (A NATS connection comes with the NATS issue.) */
+  nats?: false;
+  /** The durable machines this runtime knows (every version still running). */
+  machines?: readonly DurableMachine[];
+  /** A folder whose modules export durable machines; added to `machines`. */
+  machinesDir?: string;
+  /** This node's id (what `locked_by` shows). Default: host:pid:random. */
+  node?: string;
+  logger?: Logger;
+  clock?: Clock;
+  /** How often an idle poller looks for due work when nothing wakes it. Default 1s. */
+  pollInterval?: Duration;
+  /** Records claimed per batch. Default 50. */
+  batchSize?: number;
+  /** Invocations running at once per queue. Default 10. */
+  concurrency?: number;
+  /** How long a claim or a running invocation is held without a heartbeat. Default 30s. */
+  lease?: Duration;
+  /** How long `stop()` waits for running invocations. Default 10s. */
+  shutdownGrace?: Duration;
+}
+
+/** Options with every default applied. */
+export interface ResolvedOptions {
+  db: Database;
+  schema: string;
+  machines: DurableMachine[];
+  node: string;
+  logger: Logger;
+  clock: Clock;
+  pollIntervalMs: number;
+  batchSize: number;
+  concurrency: number;
+  leaseMs: number;
+  shutdownGraceMs: number;
+}
+
+const positiveInt = (name: string, value: number | undefined, fallback: number) => {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < 1) throw new InvalidArgumentError(`${name} must be an integer >= 1 (got ${value})`);
+  return v;
+};
+
+/** Resolves every default in one place. */
+export async function resolveOptions(options: RuntimeOptions): Promise<ResolvedOptions> {
+  const schema = options.schema ?? 'drover';
+  quoteSchema(schema);
+  if (options.nats !== undefined && options.nats !== false) {
+    throw new InvalidArgumentError('nats: only `false` (the in-process bus) is supported in this version');
+  }
+  const logger = options.logger ?? silentLogger;
+  const machines = [...(options.machines ?? [])];
+  if (options.machinesDir) machines.push(...(await loadMachinesDir(options.machinesDir)));
+  for (const m of machines) {
+    if (!isDurableMachine(m)) throw new InvalidArgumentError('machines: every entry must come from durable() or defineJob()');
+  }
+  const leaseMs = parseDuration(options.lease ?? '30s');
+  if (leaseMs < 100) throw new InvalidArgumentError('lease must be at least 100 ms');
+  const resolved: Omit<ResolvedOptions, 'db'> = {
+    schema,
+    machines,
+    node: options.node ?? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`,
+    logger,
+    clock: options.clock ?? systemClock,
+    pollIntervalMs: parseDuration(options.pollInterval ?? '1s'),
+    batchSize: positiveInt('batchSize', options.batchSize, 50),
+    concurrency: positiveInt('concurrency', options.concurrency, 10),
+    leaseMs,
+    shutdownGraceMs: parseDuration(options.shutdownGrace ?? '10s'),
+  };
+  const source = options.database;
+  let db: Database;
+  if (source === undefined) db = pgliteDatabase(await openPGlite(), true);
+  else if (isPGlite(source)) db = pgliteDatabase(source, false);
+  else if (typeof source === 'string' || (typeof source === 'object' && source !== null && 'connect' in source))
+    db = pgDatabase(source, logger);
+  else throw new InvalidArgumentError('database must be a connection string, a pg.Pool or a PGlite instance');
+  return { ...resolved, db };
+}
+
+async function loadMachinesDir(dir: string): Promise<DurableMachine[]> {
+  const abs = resolve(dir);
+  const files = (await readdir(abs)).filter((f) => /\.(m?js|ts)$/.test(f) && !f.endsWith('.d.ts')).sort();
+  const found: DurableMachine[] = [];
+  for (const file of files) {
+    const mod = (await import(pathToFileURL(join(abs, file)).href)) as Record<string, unknown>;
+    for (const value of Object.values(mod)) if (isDurableMachine(value) && !found.includes(value)) found.push(value);
+  }
+  return found;
+}

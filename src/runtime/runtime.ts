@@ -1,0 +1,516 @@
+import { randomUUID } from 'node:crypto';
+import { type EventObject, matchesState, type StateValue } from 'xstate';
+import { LocalBus, type TransitionFilter, type TransitionMessage } from '../bus/local.js';
+import { adoptTransaction, type CallerTransaction, type Database, type Queryable, withRetry } from '../db/database.js';
+import { migrate } from '../db/migrate.js';
+import { createQueries, type InstanceRow, type Queries } from '../db/queries.js';
+import {
+  DroverError,
+  DuplicateRecordError,
+  EventNotAcceptedError,
+  errorMessage,
+  InvalidArgumentError,
+  RecordNotFoundError,
+  RuntimeStoppedError,
+  SnapshotRestoreError,
+  WaitTimeoutError,
+} from '../errors.js';
+import type { EngineContext } from '../polling/context.js';
+import { Invoker } from '../polling/invoker.js';
+import { QueuePoller } from '../polling/poller.js';
+import { MachineRegistry } from '../record/registry.js';
+import { restoreSnapshot } from '../record/state.js';
+import { initialStep, type RecordStatus } from '../record/step.js';
+import { type ResolvedOptions, type RuntimeOptions, resolveOptions } from './options.js';
+
+/** A record as `get()`, `list()` and `waitFor()` return it. */
+export interface RecordView<TContext = Record<string, unknown>> {
+  id: string;
+  machine: string;
+  version: number;
+  /** The state in string form: `b.x`, or `p.l.l1,p.r.r1` for parallel regions. */
+  state: string;
+  /** XState's state value. */
+  value: StateValue;
+  /** The machine context, as stored (JSON). */
+  context: TContext;
+  status: RecordStatus;
+  /** When the record entered its current state. */
+  enteredAt: Date;
+  /** When something is next due for it (a timer, an event), if anything. */
+  wakeAt: Date | null;
+  /** Failed attempts of its current invocation. */
+  attempt: number;
+  /** The error that failed it (or the last failed attempt's), if any. */
+  error: { name: string; message: string; stack?: string } | null;
+}
+
+/** One entry of `history()`: a committed change of state or status. */
+export interface HistoryEntry {
+  /** The state before, `null` for the creation entry. */
+  from: string | null;
+  to: string;
+  event: EventObject;
+  at: Date;
+  /** The record's status after this change. */
+  status: RecordStatus;
+  error?: { name: string; message: string };
+}
+
+/** Options of `create()`. */
+export interface CreateOptions<TInput = unknown> {
+  /** The record id. Default: a random UUID. */
+  id?: string;
+  /** The machine input. */
+  input?: TInput;
+  /** When the record's first work (invocations, timers) starts. Default: now. */
+  runAt?: Date | number;
+  /** Higher runs first among due invocations. Default 0. */
+  priority?: number;
+  /** At most one record of this machine has this key. */
+  uniqueKey?: string;
+  /** The caller's transaction: a `pg` client inside BEGIN, or a PGlite transaction. */
+  tx?: CallerTransaction;
+}
+
+/** A page of `list()`. Pass `next` back as `after`. */
+export interface Page<T> {
+  items: T[];
+  next: string | null;
+}
+
+/** What `waitFor()` waits for. */
+export type WaitCondition = { state: StateValue } | { status: RecordStatus } | ((record: RecordView) => boolean);
+
+/** A running drover: the API services call. */
+export interface Runtime {
+  /** This runtime's node id. */
+  readonly node: string;
+  /** The schema it keeps its tables in. */
+  readonly schema: string;
+  /**
+   * Creates a record and runs its machine's initial transition.
+   * @example await drover.create('order', { id: 'o-1', input: { order_id: 'o-1' } });
+   */
+  create<TInput = unknown>(machine: string, options?: CreateOptions<TInput>): Promise<RecordView>;
+  /**
+   * Stores an event for a record and wakes a poller; resolves once it is stored.
+   * @example await drover.send('order', 'o-1', { type: 'payment.confirmed' });
+   */
+  send(machine: string, id: string, event: EventObject, options?: { tx?: CallerTransaction }): Promise<void>;
+  /** A record, or `null` when there is none. */
+  get(machine: string, id: string): Promise<RecordView | null>;
+  /** Records of a machine by id, a page at a time. `state` matches like `snapshot.matches()`. */
+  list(
+    machine: string,
+    options?: { state?: string; status?: RecordStatus; limit?: number; after?: string | null },
+  ): Promise<Page<RecordView>>;
+  /** A record's transitions, oldest first. */
+  history(machine: string, id: string): Promise<HistoryEntry[]>;
+  /**
+   * Resolves when the record matches; rejects with `WaitTimeoutError` after `timeoutMs`
+   * (default 30s), or at once with `WaitUnreachableError` if it finished without matching.
+   */
+  waitFor(machine: string, id: string, condition: WaitCondition, options?: { timeoutMs?: number }): Promise<RecordView>;
+  /** Cancels an active record: status `cancelled`, invocations stopped. False if it had already finished. */
+  cancel(machine: string, id: string, reason?: string): Promise<boolean>;
+  /** Calls `handler` for each committed transition that matches. Returns an unsubscribe function. */
+  subscribe(filter: TransitionFilter, handler: (t: TransitionMessage) => void | Promise<void>): () => void;
+  /** Starts the pollers. A runtime never started is a client: its calls work, nothing runs. */
+  start(): Promise<void>;
+  /** Stops claiming, finishes in-flight work (up to `shutdownGrace`), releases leases, closes. */
+  stop(): Promise<void>;
+}
+
+/** `waitFor()` found the record finished in a way that can never match. */
+export class WaitUnreachableError extends DroverError {
+  constructor(machine: string, id: string, status: string) {
+    super('WAIT_UNREACHABLE', `record "${id}" of machine "${machine}" finished with status "${status}" without matching`);
+  }
+}
+
+/**
+ * Creates a drover runtime: opens (or adopts) the database, applies migrations into the
+ * schema under an advisory lock, and registers the machines. Call `start()` to run pollers.
+ *
+ * @example
+ * const drover = await createRuntime({ database: process.env.DATABASE_URL, machines: [order] });
+ * await drover.start();
+ */
+export async function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
+  const resolved = await resolveOptions(options);
+  try {
+    await withRetry(() => migrate(resolved.db, resolved.schema));
+  } catch (err) {
+    await resolved.db.close();
+    throw err;
+  }
+  return new DroverRuntime(resolved);
+}
+
+const STATUSES = new Set(['active', 'done', 'failed', 'cancelled']);
+
+class DroverRuntime implements Runtime {
+  readonly node: string;
+  readonly schema: string;
+  private readonly db: Database;
+  private readonly queries: Queries;
+  private readonly registry: MachineRegistry;
+  private readonly bus: LocalBus;
+  private readonly ctx: EngineContext;
+  private readonly invoker: Invoker;
+  private readonly pollers = new Map<string, QueuePoller>();
+  private readonly waiters = new Set<() => void>();
+  private unlisten: (() => Promise<void>) | undefined;
+  private state: 'idle' | 'started' | 'stopped' = 'idle';
+
+  constructor(private readonly options: ResolvedOptions) {
+    this.node = options.node;
+    this.schema = options.schema;
+    this.db = options.db;
+    this.queries = createQueries(options.schema);
+    this.registry = new MachineRegistry(options.machines);
+    this.bus = new LocalBus((err) => options.logger.error({ err: errorMessage(err) }, 'drover: subscriber failed'));
+    this.ctx = {
+      db: this.db,
+      queries: this.queries,
+      registry: this.registry,
+      clock: options.clock,
+      logger: options.logger,
+      node: options.node,
+      leaseMs: options.leaseMs,
+      batchSize: options.batchSize,
+      concurrency: options.concurrency,
+      pollIntervalMs: options.pollIntervalMs,
+      bus: this.bus,
+      changed: () => {
+        for (const w of [...this.waiters]) w();
+      },
+      wake: (queue) => this.pollers.get(queue)?.wake(),
+    };
+    this.invoker = new Invoker(this.ctx);
+  }
+
+  async create<TInput>(machine: string, options: CreateOptions<TInput> = {}): Promise<RecordView> {
+    this.assertOpen();
+    const def = this.registry.latest(machine);
+    const id = options.id ?? randomUUID();
+    if (typeof id !== 'string' || id.length === 0 || id.length > 200)
+      throw new InvalidArgumentError('id must be a non-empty string of at most 200 characters');
+    const priority = options.priority ?? 0;
+    if (!Number.isInteger(priority)) throw new InvalidArgumentError('priority must be an integer');
+    const now = this.options.clock.now();
+    const runAt = options.runAt === undefined ? now : new Date(options.runAt).getTime();
+    if (!Number.isFinite(runAt)) throw new InvalidArgumentError('runAt must be a Date or epoch milliseconds');
+    const start = Math.max(now, runAt);
+    let out: ReturnType<typeof initialStep>;
+    try {
+      out = initialStep(def, options.input, now, start);
+    } catch (err) {
+      throw new InvalidArgumentError(`machine "${machine}" could not start with this input: ${errorMessage(err)}`);
+    }
+    const { json, sql } = this.queries;
+    const wake = out.status === 'active' && out.timers.length > 0 ? Math.min(...out.timers.map((t) => t.at)) : null;
+    const spawns =
+      out.status !== 'active'
+        ? []
+        : [...out.spawns.values()].map((s) => ({
+            invoke_id: s.id,
+            token: randomUUID(),
+            src: s.src,
+            input: s.input ?? null,
+            locked_until: new Date(start),
+          }));
+    const transitions = out.transitions.map((t) => ({
+      seq: t.seq,
+      from_state: t.from,
+      to_state: t.to,
+      status: t.status,
+      event: t.event,
+      error: t.error ?? null,
+      at: new Date(t.at),
+    }));
+    const params = [
+      def.name,
+      id,
+      def.version,
+      def.queue,
+      out.state,
+      json(def.machine.getPersistedSnapshot(out.snapshot)),
+      out.status,
+      new Date(now),
+      wake === null ? null : new Date(wake),
+      json(out.timers),
+      priority,
+      options.uniqueKey ?? null,
+      out.error ? json(out.error) : null,
+      out.seq,
+      json(transitions),
+      json(spawns),
+    ];
+    const run = async (q: Queryable) => {
+      const res = await q.query<{ created: number }>(sql.createInstance, params);
+      if (res.rows[0]?.created === 1) return;
+      const exists = await q.query(sql.instanceExists, [def.name, id]);
+      throw exists.rowCount > 0
+        ? new DuplicateRecordError(def.name, 'id', id)
+        : new DuplicateRecordError(def.name, 'uniqueKey', options.uniqueKey ?? '');
+    };
+    if (options.tx) await run(adoptTransaction(options.tx));
+    else {
+      await withRetry(() => run(this.db));
+      this.ctx.wake(def.queue);
+      const messages = out.transitions.map((t) => ({
+        id,
+        machine: def.name,
+        version: def.version,
+        from: t.from,
+        to: t.to,
+        status: t.status,
+        event: t.event,
+        at: new Date(t.at),
+        seq: t.seq,
+      }));
+      this.bus.publish(messages);
+    }
+    return {
+      id,
+      machine: def.name,
+      version: def.version,
+      state: out.state,
+      value: out.snapshot.value,
+      context: out.snapshot.context,
+      status: out.status,
+      enteredAt: new Date(now),
+      wakeAt: wake === null ? null : new Date(wake),
+      attempt: 0,
+      error: out.error ?? null,
+    };
+  }
+
+  async send(machine: string, id: string, event: EventObject, options: { tx?: CallerTransaction } = {}): Promise<void> {
+    this.assertOpen();
+    this.registry.assertKnown(machine);
+    if (!event || typeof event !== 'object' || typeof event.type !== 'string' || event.type.length === 0) {
+      throw new InvalidArgumentError('event must be an object with a non-empty string `type`');
+    }
+    if (event.type.startsWith('xstate.')) throw new InvalidArgumentError(`event type "${event.type}" is reserved for XState`);
+    const { sql, json } = this.queries;
+    const run = async (q: Queryable) => {
+      const row = (await q.query<InstanceRow>(sql.getInstance, [machine, id])).rows[0];
+      if (!row) throw new RecordNotFoundError(machine, id);
+      if (row.status !== 'active') throw new EventNotAcceptedError(machine, id, event.type, `the record is ${row.status}`);
+      const def = this.registry.get(machine, row.version);
+      const pending = (await q.query<{ pending: boolean }>(sql.pendingEvents, [machine, id])).rows[0]?.pending;
+      if (!pending) {
+        // With nothing queued ahead of it, the stored state is the one that will take it.
+        let snapshot: ReturnType<typeof restoreSnapshot>;
+        try {
+          snapshot = restoreSnapshot(def.machine, row.snapshot);
+        } catch (err) {
+          throw new SnapshotRestoreError(machine, id, err);
+        }
+        if (!snapshot.can(event)) throw new EventNotAcceptedError(machine, id, event.type, `state "${row.state}" has no transition for it`);
+      }
+      const res = await q.query<{ event_id: string | null }>(sql.sendEvent, [
+        machine,
+        id,
+        json(event),
+        null,
+        new Date(this.options.clock.now()),
+      ]);
+      if (!res.rows[0]?.event_id) throw new EventNotAcceptedError(machine, id, event.type, 'the record finished meanwhile');
+      return def.queue;
+    };
+    if (options.tx) await run(adoptTransaction(options.tx));
+    else this.ctx.wake(await withRetry(() => run(this.db)));
+  }
+
+  async get(machine: string, id: string): Promise<RecordView | null> {
+    this.assertOpen();
+    this.registry.assertKnown(machine);
+    const row = (await withRetry(() => this.db.query<InstanceRow>(this.queries.sql.getInstance, [machine, id]))).rows[0];
+    return row ? toView(row) : null;
+  }
+
+  async list(
+    machine: string,
+    options: { state?: string; status?: RecordStatus; limit?: number; after?: string | null } = {},
+  ): Promise<Page<RecordView>> {
+    this.assertOpen();
+    this.registry.assertKnown(machine);
+    const limit = options.limit ?? 50;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new InvalidArgumentError('limit must be an integer from 1 to 1000');
+    if (options.status !== undefined && !STATUSES.has(options.status)) {
+      throw new InvalidArgumentError(`status must be one of ${[...STATUSES].join(', ')}`);
+    }
+    const state = options.state ?? null;
+    const like = state === null ? null : state.replace(/[\\%_]/g, (c) => `\\${c}`);
+    const res = await withRetry(() =>
+      this.db.query<InstanceRow>(
+        `SELECT machine, id, version, queue, state, snapshot, status, entered_at, wake_at, timers, attempt, error, seq,
+                event_seq::text AS event_seq, row_version
+         FROM "${this.schema}".instances
+         WHERE machine = $1
+           AND ($2::text IS NULL OR state = $2 OR state LIKE $3 || '.%' OR state LIKE $3 || ',%'
+                OR state LIKE '%,' || $3 OR state LIKE '%,' || $3 || '.%' OR state LIKE '%,' || $3 || ',%')
+           AND ($4::text IS NULL OR status = $4)
+           AND ($5::text IS NULL OR id > $5)
+         ORDER BY id
+         LIMIT $6`,
+        [machine, state, like, options.status ?? null, options.after ?? null, limit],
+      ),
+    );
+    const items = res.rows.map(toView);
+    return { items, next: items.length === limit ? (items[items.length - 1] as RecordView).id : null };
+  }
+
+  async history(machine: string, id: string): Promise<HistoryEntry[]> {
+    this.assertOpen();
+    this.registry.assertKnown(machine);
+    const res = await withRetry(() =>
+      this.db.query<{
+        from_state: string | null;
+        to_state: string;
+        status: RecordStatus;
+        event: EventObject;
+        error: HistoryEntry['error'] | null;
+        at: Date;
+      }>(this.queries.sql.history, [machine, id]),
+    );
+    return res.rows.map((r) => ({
+      from: r.from_state,
+      to: r.to_state,
+      event: r.event,
+      at: r.at,
+      status: r.status,
+      ...(r.error ? { error: r.error } : {}),
+    }));
+  }
+
+  async waitFor(machine: string, id: string, condition: WaitCondition, options: { timeoutMs?: number } = {}): Promise<RecordView> {
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    const deadline = Date.now() + timeoutMs;
+    const matches =
+      typeof condition === 'function'
+        ? condition
+        : 'status' in condition
+          ? (r: RecordView) => r.status === condition.status
+          : (r: RecordView) => matchesState(condition.state, r.value);
+    let delay = 10;
+    for (;;) {
+      const record = await this.get(machine, id);
+      if (!record) throw new RecordNotFoundError(machine, id);
+      if (matches(record)) return record;
+      if (record.status !== 'active' && typeof condition !== 'function') throw new WaitUnreachableError(machine, id, record.status);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new WaitTimeoutError(machine, id, timeoutMs, `${record.status} in "${record.state}"`);
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.waiters.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, Math.min(delay, left));
+        this.waiters.add(done);
+      });
+      delay = Math.min(delay * 2, 200);
+    }
+  }
+
+  async cancel(machine: string, id: string, reason = 'cancelled'): Promise<boolean> {
+    this.assertOpen();
+    this.registry.assertKnown(machine);
+    const now = new Date(this.options.clock.now());
+    const event = { type: 'drover.cancel', reason };
+    const { sql, json } = this.queries;
+    const res = await withRetry(() =>
+      this.db.query<{ n: number }>(sql.cancelInstance, [machine, id, json({ name: 'Cancelled', message: reason }), now, json(event)]),
+    );
+    if (res.rows[0]?.n !== 1) {
+      const exists = await this.db.query(sql.instanceExists, [machine, id]);
+      if (exists.rowCount === 0) throw new RecordNotFoundError(machine, id);
+      return false;
+    }
+    this.invoker.abortRecord(machine, id);
+    const row = (await this.db.query<InstanceRow>(sql.getInstance, [machine, id])).rows[0];
+    if (row) {
+      const message = {
+        id,
+        machine,
+        version: row.version,
+        from: row.state,
+        to: row.state,
+        status: 'cancelled' as const,
+        event,
+        at: now,
+        seq: row.seq,
+      };
+      this.bus.publish([message]);
+      this.ctx.changed([message]);
+    }
+    return true;
+  }
+
+  subscribe(filter: TransitionFilter, handler: (t: TransitionMessage) => void | Promise<void>): () => void {
+    if (filter.machine !== undefined) this.registry.assertKnown(filter.machine);
+    return this.bus.subscribe(filter, handler);
+  }
+
+  async start(): Promise<void> {
+    this.assertOpen();
+    if (this.state === 'started') return;
+    this.state = 'started';
+    for (const queue of this.registry.queues()) {
+      const poller = new QueuePoller(this.ctx, queue, this.invoker);
+      this.pollers.set(queue, poller);
+    }
+    this.unlisten = await this.db.listen(this.queries.channel, (queue) => {
+      if (queue) this.pollers.get(queue)?.wake();
+      else for (const p of this.pollers.values()) p.wake();
+    });
+    this.invoker.startHeartbeat();
+    for (const poller of this.pollers.values()) poller.start();
+    this.options.logger.info({ node: this.node, queues: [...this.pollers.keys()] }, 'drover: started');
+  }
+
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return;
+    const wasStarted = this.state === 'started';
+    this.state = 'stopped';
+    if (wasStarted) {
+      await Promise.all([...this.pollers.values()].map((p) => p.stop()));
+      await this.invoker.stop(this.options.shutdownGraceMs);
+      await this.unlisten?.();
+      try {
+        // Invocations cut short go back at once instead of waiting out their lease.
+        await this.db.query(this.queries.sql.releaseInvocations, [this.node, new Date(this.options.clock.now())]);
+      } catch (err) {
+        this.options.logger.warn({ err: errorMessage(err) }, 'drover: could not release leases; they expire on their own');
+      }
+    }
+    for (const w of [...this.waiters]) w();
+    await this.db.close();
+    this.options.logger.info({ node: this.node }, 'drover: stopped');
+  }
+
+  private assertOpen(): void {
+    if (this.state === 'stopped') throw new RuntimeStoppedError();
+  }
+}
+
+function toView(row: InstanceRow): RecordView {
+  return {
+    id: row.id,
+    machine: row.machine,
+    version: row.version,
+    state: row.state,
+    value: row.snapshot.value as StateValue,
+    context: (row.snapshot.context ?? {}) as Record<string, unknown>,
+    status: row.status as RecordStatus,
+    enteredAt: row.entered_at,
+    wakeAt: row.wake_at,
+    attempt: row.attempt,
+    error: (row.error as RecordView['error']) ?? null,
+  };
+}
