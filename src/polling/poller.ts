@@ -189,15 +189,22 @@ export class QueuePoller {
     }
 
     const { json } = ctx.queries;
-    const persisted = await ctx.db.query<{ machine: string; id: string }>(ctx.queries.sql.persistSteps, [
-      json(instances),
-      ctx.node,
-      new Date(now),
-      json(transitions),
-      json(consumed),
-      json(stops),
-      json(spawns),
-    ]);
+    let persisted: { rows: Array<{ machine: string; id: string }> };
+    try {
+      persisted = await ctx.db.query<{ machine: string; id: string }>(ctx.queries.sql.persistSteps, [
+        json(instances),
+        ctx.node,
+        new Date(now),
+        json(transitions),
+        json(consumed),
+        json(stops),
+        json(spawns),
+      ]);
+    } catch (err) {
+      // Nothing was stored: the leases run out and the records are claimed again.
+      for (const { reserved } of steps) for (const mine of reserved.values()) if (mine) this.invoker.unreserve();
+      throw err;
+    }
     const committed = new Set(persisted.rows.map((r) => `${r.machine}\u0000${r.id}`));
 
     // After the commit: stop and start invocations, publish transitions.
