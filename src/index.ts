@@ -20,7 +20,7 @@ export { cancelJob, defineJob, durable, isDurableMachine, JobCancelledError } fr
 export { stateString } from './record/state.js';
 export type { RecordStatus } from './record/step.js';
 export type { RuntimeOptions } from './runtime/options.js';
-export type { CreateOptions, HistoryEntry, Page, RecordView, Runtime, WaitCondition } from './runtime/runtime.js';
+export type { CreateOptions, DroverEvent, HistoryEntry, Page, RecordView, Runtime, WaitCondition } from './runtime/runtime.js';
 export { createRuntime, WaitUnreachableError } from './runtime/runtime.js';
 export type { HandlerResult } from './supervisor/results.js';
 export { done, fail, none } from './supervisor/results.js';

@@ -35,7 +35,8 @@ export function adoptTransaction(tx: CallerTransaction): Queryable {
   return {
     async query<R>(text: string, params?: unknown[]) {
       const res = await tx.query(text, params);
-      return { rows: res.rows as R[], rowCount: res.rowCount ?? res.affectedRows ?? 0 };
+      // pg gives rowCount; PGlite gives affectedRows, which is 0 for a SELECT.
+      return { rows: res.rows as R[], rowCount: res.rowCount ?? (res.rows.length > 0 ? res.rows.length : (res.affectedRows ?? 0)) };
     },
   };
 }

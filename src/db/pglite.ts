@@ -22,7 +22,8 @@ export function isPGlite(value: unknown): value is PGliteLike {
 export function pgliteDatabase(db: PGliteLike, owned: boolean): Database {
   const map = <R>(res: { rows: unknown[]; affectedRows?: number }): QueryResult<R> => ({
     rows: res.rows as R[],
-    rowCount: res.affectedRows ?? res.rows.length,
+    // PGlite reports affectedRows 0 for a SELECT: count returned rows when there are any.
+    rowCount: res.rows.length > 0 ? res.rows.length : (res.affectedRows ?? 0),
   });
   return {
     kind: 'pglite',

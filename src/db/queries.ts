@@ -73,7 +73,12 @@ export function createQueries(schema: string) {
       SELECT (SELECT count(*) FROM ins)::int AS created, (SELECT count(*) FROM n)::int AS notified`,
     instanceExists: `SELECT 1 FROM ${s}.instances WHERE machine = $1 AND id = $2`,
     getInstance: `SELECT ${INSTANCE_COLUMNS} FROM ${s}.instances WHERE machine = $1 AND id = $2`,
-    pendingEvents: `SELECT EXISTS (SELECT 1 FROM ${s}.events WHERE machine = $1 AND instance_id = $2) AS pending`,
+    // One statement, so the state and the inbox are read from one snapshot: a step committing
+    // between two reads would pair an old state with an inbox it already emptied.
+    getInstanceForSend: `
+      SELECT i.status, i.version, i.state, i.snapshot,
+             EXISTS (SELECT 1 FROM ${s}.events e WHERE e.machine = i.machine AND e.instance_id = i.id) AS pending
+      FROM ${s}.instances i WHERE i.machine = $1 AND i.id = $2`,
     sendEvent: `
       WITH u AS (
         UPDATE ${s}.instances SET event_seq = event_seq + 1,
@@ -108,32 +113,35 @@ export function createQueries(schema: string) {
         UPDATE ${s}.instances i SET
           snapshot = u.snapshot, state = u.state, status = u.status, entered_at = u.entered_at, timers = u.timers,
           error = COALESCE(u.error, i.error), seq = u.seq,
-          wake_at = CASE WHEN u.status <> 'active' THEN NULL WHEN i.event_seq > u.event_seq THEN $3::timestamptz ELSE u.wake_at END,
-          locked_by = NULL, locked_until = NULL, row_version = i.row_version + 1, updated_at = $3::timestamptz
+          wake_at = CASE WHEN u.status <> 'active' THEN NULL WHEN i.event_seq > u.event_seq THEN $2::timestamptz ELSE u.wake_at END,
+          locked_by = NULL, locked_until = NULL, row_version = i.row_version + 1, updated_at = $2::timestamptz
         FROM u
-        WHERE i.machine = u.machine AND i.id = u.id AND i.row_version = u.row_version AND i.locked_by = $2
+        -- The row version alone decides: the first node to finish a step commits it, even if its
+        -- lease ran out meanwhile; any other claimer's write then fails this check. Requiring
+        -- locked_by too would let two nodes steal a slow step from each other forever.
+        WHERE i.machine = u.machine AND i.id = u.id AND i.row_version = u.row_version
         RETURNING i.machine, i.id, i.status, i.queue, i.priority, i.version),
       tr AS (
         INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at)
         SELECT t.machine, t.instance_id, upd.version, t.seq, t.from_state, t.to_state, t.status, t.event, t.error, t.at
-        FROM jsonb_to_recordset($4::jsonb) AS t(machine text, instance_id text, seq int, from_state text, to_state text,
+        FROM jsonb_to_recordset($3::jsonb) AS t(machine text, instance_id text, seq int, from_state text, to_state text,
              status text, event jsonb, error jsonb, at timestamptz)
         JOIN upd ON upd.machine = t.machine AND upd.id = t.instance_id),
       consumed AS (
-        DELETE FROM ${s}.events e USING jsonb_to_recordset($5::jsonb) AS c(machine text, instance_id text, id bigint), upd
+        DELETE FROM ${s}.events e USING jsonb_to_recordset($4::jsonb) AS c(machine text, instance_id text, id bigint), upd
         WHERE e.id = c.id AND upd.machine = c.machine AND upd.id = c.instance_id),
       stopped AS (
         DELETE FROM ${s}.invocations v USING upd
         WHERE v.machine = upd.machine AND v.instance_id = upd.id
           AND (upd.status <> 'active' OR v.invoke_id IN (
-            SELECT x.invoke_id FROM jsonb_to_recordset($6::jsonb) AS x(machine text, instance_id text, invoke_id text)
+            SELECT x.invoke_id FROM jsonb_to_recordset($5::jsonb) AS x(machine text, instance_id text, invoke_id text)
             WHERE x.machine = upd.machine AND x.instance_id = upd.id))),
       spawned AS (
         INSERT INTO ${s}.invocations (machine, instance_id, invoke_id, token, version, queue, src, input, priority,
                                      attempt, locked_by, locked_until, created_at)
         SELECT v.machine, v.instance_id, v.invoke_id, v.token, upd.version, upd.queue, v.src, v.input, upd.priority,
-               v.attempt, v.locked_by, v.locked_until, $3::timestamptz
-        FROM jsonb_to_recordset($7::jsonb) AS v(machine text, instance_id text, invoke_id text, token text, src text,
+               v.attempt, v.locked_by, v.locked_until, $2::timestamptz
+        FROM jsonb_to_recordset($6::jsonb) AS v(machine text, instance_id text, invoke_id text, token text, src text,
              input jsonb, attempt int, locked_by text, locked_until timestamptz)
         JOIN upd ON upd.machine = v.machine AND upd.id = v.instance_id AND upd.status = 'active'
         ON CONFLICT (machine, instance_id, invoke_id) DO UPDATE SET token = EXCLUDED.token, src = EXCLUDED.src,

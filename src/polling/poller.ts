@@ -193,7 +193,6 @@ export class QueuePoller {
     try {
       persisted = await ctx.db.query<{ machine: string; id: string }>(ctx.queries.sql.persistSteps, [
         json(instances),
-        ctx.node,
         new Date(now),
         json(transitions),
         json(consumed),

@@ -57,6 +57,9 @@ export interface HistoryEntry {
   error?: { name: string; message: string };
 }
 
+/** An event for `send()`: a `type` and any JSON fields. */
+export type DroverEvent = { type: string } & Record<string, unknown>;
+
 /** Options of `create()`. */
 export interface CreateOptions<TInput = unknown> {
   /** The record id. Default: a random UUID. */
@@ -97,7 +100,7 @@ export interface Runtime {
    * Stores an event for a record and wakes a poller; resolves once it is stored.
    * @example await drover.send('order', 'o-1', { type: 'payment.confirmed' });
    */
-  send(machine: string, id: string, event: EventObject, options?: { tx?: CallerTransaction }): Promise<void>;
+  send(machine: string, id: string, event: DroverEvent, options?: { tx?: CallerTransaction }): Promise<void>;
   /** A record, or `null` when there is none. */
   get(machine: string, id: string): Promise<RecordView | null>;
   /** Records of a machine by id, a page at a time. `state` matches like `snapshot.matches()`. */
@@ -109,7 +112,8 @@ export interface Runtime {
   history(machine: string, id: string): Promise<HistoryEntry[]>;
   /**
    * Resolves when the record matches; rejects with `WaitTimeoutError` after `timeoutMs`
-   * (default 30s), or at once with `WaitUnreachableError` if it finished without matching.
+   * (default 30s), or at once with `WaitUnreachableError` if it finished without matching
+   * (a finished record never changes again).
    */
   waitFor(machine: string, id: string, condition: WaitCondition, options?: { timeoutMs?: number }): Promise<RecordView>;
   /** Cancels an active record: status `cancelled`, invocations stopped. False if it had already finished. */
@@ -288,7 +292,7 @@ class DroverRuntime implements Runtime {
     };
   }
 
-  async send(machine: string, id: string, event: EventObject, options: { tx?: CallerTransaction } = {}): Promise<void> {
+  async send(machine: string, id: string, event: DroverEvent, options: { tx?: CallerTransaction } = {}): Promise<void> {
     this.assertOpen();
     this.registry.assertKnown(machine);
     if (!event || typeof event !== 'object' || typeof event.type !== 'string' || event.type.length === 0) {
@@ -297,12 +301,11 @@ class DroverRuntime implements Runtime {
     if (event.type.startsWith('xstate.')) throw new InvalidArgumentError(`event type "${event.type}" is reserved for XState`);
     const { sql, json } = this.queries;
     const run = async (q: Queryable) => {
-      const row = (await q.query<InstanceRow>(sql.getInstance, [machine, id])).rows[0];
+      const row = (await q.query<InstanceRow & { pending: boolean }>(sql.getInstanceForSend, [machine, id])).rows[0];
       if (!row) throw new RecordNotFoundError(machine, id);
       if (row.status !== 'active') throw new EventNotAcceptedError(machine, id, event.type, `the record is ${row.status}`);
       const def = this.registry.get(machine, row.version);
-      const pending = (await q.query<{ pending: boolean }>(sql.pendingEvents, [machine, id])).rows[0]?.pending;
-      if (!pending) {
+      if (!row.pending) {
         // With nothing queued ahead of it, the stored state is the one that will take it.
         let snapshot: ReturnType<typeof restoreSnapshot>;
         try {
@@ -310,7 +313,15 @@ class DroverRuntime implements Runtime {
         } catch (err) {
           throw new SnapshotRestoreError(machine, id, err);
         }
-        if (!snapshot.can(event)) throw new EventNotAcceptedError(machine, id, event.type, `state "${row.state}" has no transition for it`);
+        let accepted: boolean;
+        try {
+          accepted = snapshot.can(event);
+        } catch {
+          // A guard threw: store the event and let the step fail the record, as it would
+          // had other events been queued ahead of this one.
+          accepted = true;
+        }
+        if (!accepted) throw new EventNotAcceptedError(machine, id, event.type, `state "${row.state}" has no transition for it`);
       }
       const res = await q.query<{ event_id: string | null }>(sql.sendEvent, [
         machine,
@@ -402,7 +413,8 @@ class DroverRuntime implements Runtime {
       const record = await this.get(machine, id);
       if (!record) throw new RecordNotFoundError(machine, id);
       if (matches(record)) return record;
-      if (record.status !== 'active' && typeof condition !== 'function') throw new WaitUnreachableError(machine, id, record.status);
+      // A finished record never changes again.
+      if (record.status !== 'active') throw new WaitUnreachableError(machine, id, record.status);
       const left = deadline - Date.now();
       if (left <= 0) throw new WaitTimeoutError(machine, id, timeoutMs, `${record.status} in "${record.state}"`);
       await new Promise<void>((resolve) => {
