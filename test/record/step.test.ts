@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assign, createActor, fromPromise, raise, setup } from 'xstate';
+import { assign, createActor, createMachine, fromPromise, raise, setup } from 'xstate';
 import { durable, InvalidArgumentError, stateString } from '../../src/index.js';
 import { foldStep, initialStep, type StepOutcome } from '../../src/record/step.js';
 
@@ -142,7 +142,7 @@ describe('the step', () => {
 
 describe('durable()', () => {
   it('rejects an inline invoke, a machine without an id and bad options', () => {
-    const inline = setup({}).createMachine({ id: 'inline', initial: 'a', states: { a: { invoke: { src: fromPromise(async () => 1) } } } });
+    const inline = createMachine({ id: 'inline', initial: 'a', states: { a: { invoke: { src: fromPromise(async () => 1) } } } });
     expect(() => durable(inline)).toThrow(/registered in setup/);
     expect(() => durable(setup({}).createMachine({ initial: 'a', states: { a: {} } }))).toThrow(InvalidArgumentError);
     const ok = setup({}).createMachine({ id: 'ok', initial: 'a', states: { a: {} } });
