@@ -1,5 +1,6 @@
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
+import type { CallerTransaction } from '../../src/index.js';
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -13,7 +14,7 @@ export interface TestBackend {
   query<R = Record<string, unknown>>(text: string, params?: unknown[]): Promise<R[]>;
   /** Opens a transaction the test controls: run `fn` with a caller transaction, commit or roll back. */
   inTransaction(
-    fn: (tx: { query: (text: string, params?: unknown[]) => Promise<unknown> }) => Promise<void>,
+    fn: (tx: CallerTransaction) => Promise<void>,
     outcome: 'commit' | 'rollback',
   ): Promise<void>;
   close(): Promise<void>;

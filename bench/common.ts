@@ -1,0 +1,227 @@
+// Shared pieces of the benchmark: configuration, schema housekeeping, counters and statistics.
+import { readdirSync, readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+
+export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+const scale = Number(process.env.BENCH_SCALE ?? '1');
+if (!Number.isFinite(scale) || scale <= 0) throw new Error(`BENCH_SCALE must be a positive number (got ${process.env.BENCH_SCALE})`);
+
+const only = (process.env.BENCH_ONLY ?? 'a,b,c')
+  .split(',')
+  .map((s) => s.trim().toLowerCase())
+  .filter(Boolean);
+const systems = (process.env.BENCH_SYSTEMS ?? 'drover,graphile-worker,pg-boss')
+  .split(',')
+  .map((s) => s.trim().toLowerCase())
+  .filter(Boolean);
+
+/** What one run does, from the environment. */
+export const config = {
+  scale,
+  only: new Set(only),
+  systems: new Set(systems),
+  /** (a) one-step jobs. */
+  jobs: Math.max(100, Math.round(20_000 * scale)),
+  /** (b) records through three steps. */
+  chains: Math.max(50, Math.round(5_000 * scale)),
+  /** (c) spaced enqueues and their spacing. */
+  latencyEvents: Math.max(20, Math.round(200 * Math.min(1, scale * 2))),
+  latencySpacingMs: Number(process.env.BENCH_SPACING_MS ?? '20'),
+  /** Rounds of (a) and (b). */
+  repeat: Math.max(1, Number(process.env.BENCH_REPEAT ?? '3')),
+  /** Give up on a run after this long (it is then reported as timed out). */
+  timeoutMs: Number(process.env.BENCH_TIMEOUT_MS ?? '180000'),
+};
+
+/** A small pool for housekeeping and completion checks, outside every system under test. */
+export const admin = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
+admin.on('error', () => {});
+
+let schemaCounter = 0;
+/** A schema name unique to this run. */
+export function schemaName(prefix: string): string {
+  schemaCounter += 1;
+  return `bench_${prefix}_${process.pid}_${Date.now().toString(36)}_${schemaCounter}`;
+}
+
+export async function dropSchema(schema: string): Promise<void> {
+  await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+}
+
+/**
+ * Between runs: autovacuum is off on the benchmark server, so dead tuples of the last run
+ * are vacuumed away and statistics refreshed, then a checkpoint flushes dirty pages so the
+ * next run does not pay for the previous one's writes.
+ */
+export async function settle(): Promise<void> {
+  await admin.query('VACUUM ANALYZE');
+  await admin.query('CHECKPOINT');
+}
+
+/** Statistics are taken after enqueueing and before processing (the planner needs row counts). */
+export async function analyze(schema: string): Promise<void> {
+  const { rows } = await admin.query<{ t: string }>(
+    `SELECT quote_ident(schemaname) || '.' || quote_ident(relname) AS t FROM pg_stat_user_tables WHERE schemaname = $1`,
+    [schema],
+  );
+  for (const { t } of rows) await admin.query(`VACUUM ANALYZE ${t}`);
+  await admin.query('CHECKPOINT');
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+export const now = () => performance.now();
+
+/** Resolves once `tick()` has been called `n` times in all. */
+export class Countdown {
+  count = 0;
+  readonly done: Promise<void>;
+  private resolve!: () => void;
+  constructor(readonly target: number) {
+    this.done = new Promise((resolve) => {
+      this.resolve = resolve;
+    });
+    if (target <= 0) this.resolve();
+  }
+  tick(k = 1): void {
+    this.count += k;
+    if (this.count >= this.target) this.resolve();
+  }
+}
+
+/** Waits for a promise, or fails after `ms`. */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Polls `check` until it is true (used to wait until a peer's completions are committed). */
+export async function until(check: () => Promise<boolean>, ms: number, what: string, every = 10): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what}: timed out after ${ms} ms`);
+    await sleep(every);
+  }
+}
+
+/** Runs `fn` for 0..n-1 with at most `parallel` calls in flight. */
+export async function parallelFor(n: number, parallel: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < n) {
+      const i = next++;
+      await fn(i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, n) }, lane));
+}
+
+/** The p-th percentile (0-100) of sorted values, nearest rank. */
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))] as number;
+}
+
+/** CPU time so far: this Node process, and every PostgreSQL server process on the machine (ms). */
+export interface CpuMark {
+  at: number;
+  node: number;
+  pg: number;
+}
+
+export function cpuMark(children: number[] = []): CpuMark {
+  const u = process.cpuUsage();
+  let pg = 0;
+  let node = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const mine = children.includes(Number(pid));
+      if (!mine && !stat.includes('(postgres)')) continue;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks (100 Hz)
+      if (mine) node += ticks;
+      else pg += ticks;
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return { at: now(), node: (u.user + u.system) / 1000 + node * 10, pg: pg * 10 };
+}
+
+/**
+ * Cores used since `mark`: Node (this process and the given child processes) and PostgreSQL
+ * (a process that exited meanwhile is not counted).
+ */
+export function coresSince(mark: CpuMark, children: number[] = []): { node: number; pg: number } {
+  const end = cpuMark(children);
+  const wall = end.at - mark.at;
+  return { node: (end.node - mark.node) / wall, pg: (end.pg - mark.pg) / wall };
+}
+
+/** A throughput result: scenario (a) or (b). */
+export interface ThroughputResult {
+  scenario: 'a' | 'b';
+  system: string;
+  variant: string;
+  settings: string;
+  items: number;
+  stepsPerItem: number;
+  enqueueMs: number;
+  runMs: number;
+  /** items/s of every round, when repeated. */
+  rounds?: number[];
+  /** Cores busy while processing: this Node process, and PostgreSQL (all its processes, so other load counts too). */
+  cores?: { node: number; pg: number };
+  error?: string;
+  /** Extra lines for the report (e.g. drover's statement profile). */
+  notes?: string[];
+}
+
+/** A latency result: scenario (c). */
+export interface LatencyResult {
+  scenario: 'c';
+  system: string;
+  variant: string;
+  settings: string;
+  /** Enqueue → handler start, ms, sorted. */
+  samples: number[];
+  /** How long the enqueue call itself took, ms, sorted. */
+  callMs: number[];
+  error?: string;
+  notes?: string[];
+}
+
+export type Result = ThroughputResult | LatencyResult;
+
+/**
+ * Fires `fire(i)` every `spacingMs` on an absolute schedule (no drift), without waiting for
+ * the previous call, and records how long each call took.
+ */
+export async function spaced(n: number, spacingMs: number, fire: (i: number) => Promise<void>): Promise<number[]> {
+  const calls: Promise<number>[] = [];
+  const start = now();
+  for (let i = 0; i < n; i++) {
+    const wait = start + i * spacingMs - now();
+    if (wait > 0) await sleep(wait);
+    const t0 = now();
+    calls.push(fire(i).then(() => now() - t0));
+  }
+  return (await Promise.all(calls)).sort((a, b) => a - b);
+}
+
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
