@@ -69,7 +69,7 @@ export function createQueries(schema: string) {
         INSERT INTO ${s}.invocations (machine, instance_id, invoke_id, token, version, queue, src, input, priority, locked_until, created_at)
         SELECT ins.machine, ins.id, v.invoke_id, v.token, $3, $4, v.src, v.input, $11, v.locked_until, $8
         FROM ins, jsonb_to_recordset($16::jsonb) AS v(invoke_id text, token text, src text, input jsonb, locked_until timestamptz)),
-      n AS (SELECT pg_notify('${channel}', $4) FROM ins)
+      n AS (SELECT pg_notify('${channel}', $4 || '|' || $17) FROM ins)
       SELECT (SELECT count(*) FROM ins)::int AS created, (SELECT count(*) FROM n)::int AS notified`,
     instanceExists: `SELECT 1 FROM ${s}.instances WHERE machine = $1 AND id = $2`,
     getInstance: `SELECT ${INSTANCE_COLUMNS} FROM ${s}.instances WHERE machine = $1 AND id = $2`,
@@ -88,11 +88,15 @@ export function createQueries(schema: string) {
       e AS (
         INSERT INTO ${s}.events (machine, instance_id, event, traceparent, created_at)
         SELECT machine, id, $3::jsonb, $4, $5 FROM u RETURNING id)
-      SELECT (SELECT id::text FROM e) AS event_id, (SELECT pg_notify('${channel}', queue) FROM u) AS notified`,
+      SELECT (SELECT id::text FROM e) AS event_id, (SELECT pg_notify('${channel}', queue || '|' || $6) FROM u) AS notified`,
     claimInstances: `
       WITH due AS (
         SELECT machine, id FROM ${s}.instances
-        WHERE queue = $1 AND status = 'active' AND wake_at <= $2 AND (locked_until IS NULL OR locked_until < $2)
+        -- A queue has one poller per node and it claims only between batches, so rows still
+        -- leased to this node are left over from a batch that failed (a lost connection): take
+        -- them back now instead of waiting out the lease.
+        WHERE queue = $1 AND status = 'active' AND wake_at <= $2
+          AND (locked_until IS NULL OR locked_until < $2 OR locked_by = $4)
         ORDER BY wake_at
         LIMIT $3
         FOR UPDATE SKIP LOCKED)

@@ -52,8 +52,9 @@ export class QueuePoller {
     while (this.running) {
       let worked = false;
       try {
-        worked = (await this.stepBatch()) || worked;
-        if (this.running) worked = (await this.claimInvocations()) || worked;
+        // Invocations first: a create() is waiting on one, and a step's own spawns start without a claim.
+        worked = (await this.claimInvocations()) || worked;
+        if (this.running) worked = (await this.stepBatch()) || worked;
         failures = 0;
       } catch (err) {
         failures += 1;

@@ -251,6 +251,9 @@ class DroverRuntime implements Runtime {
       out.seq,
       json(transitions),
       json(spawns),
+      // Pollers skip notifications from their own node, woken directly instead; a caller's
+      // transaction commits later, so then every node (this one too) is notified.
+      options.tx ? '' : this.node,
     ];
     const run = async (q: Queryable) => {
       const res = await q.query<{ created: number }>(sql.createInstance, params);
@@ -329,6 +332,7 @@ class DroverRuntime implements Runtime {
         json(event),
         null,
         new Date(this.options.clock.now()),
+        options.tx ? '' : this.node,
       ]);
       if (!res.rows[0]?.event_id) throw new EventNotAcceptedError(machine, id, event.type, 'the record finished meanwhile');
       return def.queue;
@@ -477,7 +481,10 @@ class DroverRuntime implements Runtime {
       const poller = new QueuePoller(this.ctx, queue, this.invoker);
       this.pollers.set(queue, poller);
     }
-    this.unlisten = await this.db.listen(this.queries.channel, (queue) => {
+    this.unlisten = await this.db.listen(this.queries.channel, (payload) => {
+      // Payload `queue|node`: this node's own create()/send() already woke its poller.
+      const [queue, node] = payload.split('|');
+      if (node === this.node) return;
       if (queue) this.pollers.get(queue)?.wake();
       else for (const p of this.pollers.values()) p.wake();
     });
