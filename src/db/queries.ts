@@ -32,6 +32,20 @@ export interface InvocationRow {
   attempt: number;
 }
 
+/** A claimed invocation with its record's columns, as they were at the claim. */
+export interface ClaimedInvocation extends InvocationRow {
+  i_row_version: number | null;
+  i_event_seq: string;
+  i_snapshot: unknown;
+  i_state: string;
+  i_status: string;
+  i_entered_at: Date;
+  i_timers: unknown;
+  i_seq: number;
+  /** Whether the record had inbox events waiting at the claim. */
+  i_pending: boolean;
+}
+
 /** An inbox event. */
 export interface EventRow {
   id: string;
@@ -124,7 +138,7 @@ export function createQueries(schema: string) {
         -- lease ran out meanwhile; any other claimer's write then fails this check. Requiring
         -- locked_by too would let two nodes steal a slow step from each other forever.
         WHERE i.machine = u.machine AND i.id = u.id AND i.row_version = u.row_version
-        RETURNING i.machine, i.id, i.status, i.queue, i.priority, i.version),
+        RETURNING i.machine, i.id, i.status, i.queue, i.priority, i.version, i.event_seq),
       tr AS (
         INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at)
         SELECT t.machine, t.instance_id, upd.version, t.seq, t.from_state, t.to_state, t.status, t.event, t.error, t.at
@@ -151,7 +165,7 @@ export function createQueries(schema: string) {
         ON CONFLICT (machine, instance_id, invoke_id) DO UPDATE SET token = EXCLUDED.token, src = EXCLUDED.src,
           input = EXCLUDED.input, attempt = EXCLUDED.attempt, locked_by = EXCLUDED.locked_by,
           locked_until = EXCLUDED.locked_until, last_error = NULL)
-      SELECT machine, id FROM upd`,
+      SELECT machine, id, event_seq::text AS event_seq FROM upd`,
     releaseInstance: `
       UPDATE ${s}.instances SET locked_by = NULL, locked_until = NULL, wake_at = $4
       WHERE machine = $1 AND id = $2 AND locked_by = $3`,
@@ -173,8 +187,12 @@ export function createQueries(schema: string) {
         LIMIT $3
         FOR UPDATE SKIP LOCKED)
       UPDATE ${s}.invocations v SET locked_by = $4, locked_until = $5, attempt = v.attempt + 1
-      FROM due WHERE v.machine = due.machine AND v.instance_id = due.instance_id AND v.invoke_id = due.invoke_id
-      RETURNING v.machine, v.instance_id, v.invoke_id, v.token, v.version, v.src, v.input, v.attempt`,
+      FROM due LEFT JOIN ${s}.instances i ON i.machine = due.machine AND i.id = due.instance_id
+      WHERE v.machine = due.machine AND v.instance_id = due.instance_id AND v.invoke_id = due.invoke_id
+      RETURNING v.machine, v.instance_id, v.invoke_id, v.token, v.version, v.src, v.input, v.attempt,
+                i.row_version AS i_row_version, i.event_seq::text AS i_event_seq, i.snapshot AS i_snapshot,
+                i.state AS i_state, i.status AS i_status, i.entered_at AS i_entered_at, i.timers AS i_timers, i.seq AS i_seq,
+                EXISTS (SELECT 1 FROM ${s}.events e WHERE e.machine = v.machine AND e.instance_id = v.instance_id) AS i_pending`,
     heartbeatInvocations: `
       UPDATE ${s}.invocations v SET locked_until = $1
       FROM jsonb_to_recordset($2::jsonb) AS k(machine text, instance_id text, invoke_id text, token text)
@@ -237,7 +255,7 @@ export function createQueries(schema: string) {
       return (await db.query<EventRow>(sql.loadEvents, [json(keys)])).rows;
     },
     async claimInvocations(db: Queryable, queue: string, now: Date, limit: number, node: string, leaseUntil: Date) {
-      return (await db.query<InvocationRow>(sql.claimInvocations, [queue, now, limit, node, leaseUntil])).rows;
+      return (await db.query<ClaimedInvocation>(sql.claimInvocations, [queue, now, limit, node, leaseUntil])).rows;
     },
   };
 }

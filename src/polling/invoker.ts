@@ -37,6 +37,9 @@ export class Invoker {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private counter = 0;
   private idle: Array<() => void> = [];
+  private readonly perRecord = new Map<string, number>();
+  /** Set by the runtime: hands a result to its queue's poller to step at once (false: use the inbox). */
+  fuse: ((queue: string, row: InvocationRow, event: Record<string, unknown>) => boolean) | undefined;
 
   constructor(private readonly ctx: EngineContext) {}
 
@@ -60,6 +63,18 @@ export class Invoker {
     return this.running.size;
   }
 
+  /** Invocations of one record running here. */
+  runningFor(machine: string, instanceId: string): number {
+    return this.perRecord.get(`${machine}\u0000${instanceId}`) ?? 0;
+  }
+
+  private track(row: InvocationRow, delta: number): void {
+    const key = `${row.machine}\u0000${row.instance_id}`;
+    const n = (this.perRecord.get(key) ?? 0) + delta;
+    if (n > 0) this.perRecord.set(key, n);
+    else this.perRecord.delete(key);
+  }
+
   startHeartbeat(): void {
     const every = Math.max(50, Math.floor(this.ctx.leaseMs / 3));
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), every);
@@ -70,7 +85,13 @@ export class Invoker {
   start(row: InvocationRow, queue: string, fromReservation = false): void {
     if (fromReservation) this.unreserve();
     const key = keyOf(row.machine, row.instance_id, row.invoke_id);
-    this.running.get(key)?.actor.stop();
+    const previous = this.running.get(key);
+    if (previous) {
+      previous.aborted = true;
+      previous.actor.stop();
+      this.running.delete(key);
+      this.track(previous.row, -1);
+    }
     let logic: AnyActorLogic | undefined;
     try {
       const def = this.ctx.registry.get(row.machine, row.version);
@@ -83,6 +104,7 @@ export class Invoker {
     const actor = createActor(logic, { input: row.input });
     const entry: Running = { row, queue, actor, aborted: false };
     this.running.set(key, entry);
+    this.track(row, 1);
     actor.subscribe({
       complete: () => {
         if (!entry.aborted) this.settle(row, queue, { output: (actor.getSnapshot() as { output?: unknown }).output });
@@ -101,6 +123,7 @@ export class Invoker {
     if (!entry) return;
     entry.aborted = true;
     this.running.delete(key);
+    this.track(entry.row, -1);
     entry.actor.stop();
     this.notifyIdle();
   }
@@ -127,6 +150,7 @@ export class Invoker {
       entry.actor.stop();
     }
     this.running.clear();
+    this.perRecord.clear();
     await this.flush();
   }
 
@@ -134,7 +158,10 @@ export class Invoker {
     const key = keyOf(row.machine, row.instance_id, row.invoke_id);
     const current = this.running.get(key);
     if (current && current.row.token !== row.token) return;
-    this.running.delete(key);
+    if (current) {
+      this.running.delete(key);
+      this.track(current.row, -1);
+    }
     this.notifyIdle();
     if ('error' in result) {
       const def = safeDef(this.ctx, row);
@@ -148,11 +175,15 @@ export class Invoker {
         void this.retry(row, delay, result.error);
         return;
       }
-      this.enqueue(row, { type: `xstate.error.actor.${row.invoke_id}`, error: serializeError(result.error), actorId: row.invoke_id });
+      this.finish(queue, row, { type: `xstate.error.actor.${row.invoke_id}`, error: serializeError(result.error), actorId: row.invoke_id });
     } else {
-      this.enqueue(row, { type: `xstate.done.actor.${row.invoke_id}`, output: result.output, actorId: row.invoke_id });
+      this.finish(queue, row, { type: `xstate.done.actor.${row.invoke_id}`, output: result.output, actorId: row.invoke_id });
     }
-    void queue;
+  }
+
+  private finish(queue: string, row: InvocationRow, event: Record<string, unknown>): void {
+    if (this.fuse?.(queue, row, event)) return;
+    this.complete(row, event);
   }
 
   private async retry(row: InvocationRow, delay: number, error: unknown): Promise<void> {
@@ -181,7 +212,8 @@ export class Invoker {
     }
   }
 
-  private enqueue(row: InvocationRow, event: Record<string, unknown>): void {
+  /** Writes an invocation's result to its record's inbox (batched with other results). */
+  complete(row: InvocationRow, event: Record<string, unknown>): void {
     this.pending.push({
       machine: row.machine,
       instance_id: row.instance_id,

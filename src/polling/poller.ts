@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto';
 import type { EventObject } from 'xstate';
 import type { TransitionMessage } from '../bus/local.js';
 import { backoffMs, isTransientError } from '../db/database.js';
-import type { EventRow, InstanceRow } from '../db/queries.js';
+import type { ClaimedInvocation, EventRow, InstanceRow, InvocationRow } from '../db/queries.js';
 import { errorMessage, serializeError } from '../errors.js';
 import type { DurableMachine } from '../record/durable.js';
 import { restoreSnapshot } from '../record/state.js';
-import { foldStep, type RecordStatus, type StepItem, type StepOutcome, type Timer } from '../record/step.js';
+import { foldStep, type RecordState, type RecordStatus, type StepItem, type StepOutcome, type Timer } from '../record/step.js';
 import { type EngineContext, Wakeable } from './context.js';
 import type { Invoker } from './invoker.js';
 
@@ -21,6 +21,9 @@ const UNKNOWN_VERSION_RETRY_MS = 5000;
  */
 export class QueuePoller {
   private readonly signal = new Wakeable();
+  private readonly cache = new Map<string, CachedRecord>();
+  private fusePending: Array<{ invocation: InvocationRow; event: Record<string, unknown> }> = [];
+  private fusing: Promise<void> | undefined;
   private running = false;
   private loop: Promise<void> | undefined;
 
@@ -45,6 +48,8 @@ export class QueuePoller {
     this.running = false;
     this.signal.wake();
     await this.loop;
+    while (this.fusing) await this.fusing;
+    this.cache.clear();
   }
 
   private async run(): Promise<void> {
@@ -82,13 +87,13 @@ export class QueuePoller {
     );
     const byRecord = new Map<string, EventRow[]>();
     for (const e of events) {
-      const key = `${e.machine}\u0000${e.instance_id}`;
+      const key = recordKey(e.machine, e.instance_id);
       const list = byRecord.get(key);
       if (list) list.push(e);
       else byRecord.set(key, [e]);
     }
 
-    const steps: Array<{ row: InstanceRow; def: DurableMachine; out: StepOutcome; reserved: Map<string, boolean> }> = [];
+    const steps: PendingStep[] = [];
     for (const row of rows) {
       let def: DurableMachine;
       try {
@@ -101,51 +106,144 @@ export class QueuePoller {
         await ctx.db.query(ctx.queries.sql.releaseInstance, [row.machine, row.id, ctx.node, new Date(now + UNKNOWN_VERSION_RETRY_MS)]);
         continue;
       }
-      let snapshot: ReturnType<typeof restoreSnapshot>;
+      let record: RecordState;
       try {
-        snapshot = restoreSnapshot(def.machine, row.snapshot);
+        record = toRecordState(def, row);
       } catch (err) {
         await this.failUnrestorable(row, err, now);
         continue;
       }
-      const items = dueItems(row.timers as Timer[], byRecord.get(`${row.machine}\u0000${row.id}`) ?? [], now);
-      const out = foldStep(
-        def,
-        {
-          snapshot,
-          state: row.state,
-          status: row.status as RecordStatus,
-          enteredAt: row.entered_at.getTime(),
-          timers: row.timers as Timer[],
-          seq: row.seq,
-        },
-        items,
-        now,
-      );
-      for (const ignored of out.ignored) {
-        ctx.logger.debug(
-          { machine: row.machine, id: row.id, event: ignored.type, state: out.state },
-          'drover: event not taken in this state, dropped',
-        );
-      }
-      const reserved = new Map<string, boolean>();
-      for (const id of out.spawns.keys()) reserved.set(id, this.invoker.reserve());
-      steps.push({ row, def, out, reserved });
+      const items = dueItems(row.timers as Timer[], byRecord.get(recordKey(row.machine, row.id)) ?? [], now);
+      steps.push(this.prepare({ ...row, def, rowVersion: row.row_version, eventSeq: row.event_seq }, record, items, now));
     }
-    if (steps.length === 0) return true;
+    if (steps.length > 0) await this.commitSteps(steps, now);
+    return true;
+  }
 
+  /**
+   * Called by the invoker when an invocation this node runs has finished. If this node still
+   * knows the record as it was when the invocation started, the result is folded and
+   * persisted here at once (one statement, guarded by the row version) instead of going
+   * through the inbox, a claim and a second write. Returns false to use the inbox.
+   */
+  fuse(invocation: InvocationRow, event: Record<string, unknown>): boolean {
+    if (!this.running || !this.cache.has(recordKey(invocation.machine, invocation.instance_id))) return false;
+    this.fusePending.push({ invocation, event });
+    if (!this.fusing) this.fusing = this.fuseLoop();
+    return true;
+  }
+
+  /** Remembers a record whose invocation was claimed here, for {@link fuse}. */
+  remember(row: ClaimedInvocation): void {
+    // Waiting inbox events must be stepped by a claim: a fused step would not consume them.
+    if (row.i_row_version === null || row.i_status !== 'active' || row.i_pending) return;
+    let def: DurableMachine;
+    try {
+      def = this.ctx.registry.get(row.machine, row.version);
+    } catch {
+      return;
+    }
+    this.cache.set(recordKey(row.machine, row.instance_id), {
+      machine: row.machine,
+      id: row.instance_id,
+      version: row.version,
+      def,
+      rowVersion: row.i_row_version,
+      eventSeq: row.i_event_seq,
+      raw: { snapshot: row.i_snapshot, state: row.i_state, status: row.i_status, entered_at: row.i_entered_at, timers: row.i_timers, seq: row.i_seq },
+    });
+  }
+
+  private async fuseLoop(): Promise<void> {
+    const { ctx } = this;
+    while (this.fusePending.length > 0) {
+      const batch = this.fusePending;
+      this.fusePending = [];
+      const now = ctx.clock.now();
+      const steps: PendingStep[] = [];
+      const inBatch = new Set<string>();
+      for (const item of batch) {
+        const key = recordKey(item.invocation.machine, item.invocation.instance_id);
+        const cached = this.cache.get(key);
+        if (!cached) {
+          this.invoker.complete(item.invocation, item.event);
+          continue;
+        }
+        if (inBatch.has(key)) {
+          this.fusePending.push(item); // one step per record per batch: the next batch sees the new version
+          continue;
+        }
+        inBatch.add(key);
+        let record: RecordState;
+        try {
+          record = cached.record ?? toRecordState(cached.def, cached.raw as RawRecord);
+        } catch {
+          this.cache.delete(key);
+          this.invoker.complete(item.invocation, item.event);
+          continue;
+        }
+        const event = reviveEvent(item.event as EventRow['event']);
+        const step = this.prepare(cached, record, [{ kind: 'event', eventId: '', event, at: now }], now);
+        step.out.consumedEventIds = [];
+        // The finished invocation's row goes with this step (XState stops the child only when
+        // the state is left; an onDone that stays must not leave the row to be claimed again).
+        if (!step.out.spawns.has(item.invocation.invoke_id)) step.out.stops.add(item.invocation.invoke_id);
+        step.onDiscard = () => this.invoker.complete(item.invocation, item.event);
+        steps.push(step);
+      }
+      if (steps.length === 0) continue;
+      try {
+        await this.commitSteps(steps, now);
+      } catch (err) {
+        ctx.logger.warn({ err: errorMessage(err), count: steps.length }, 'drover: fused step failed; results go through the inbox');
+        for (const step of steps) step.onDiscard?.();
+      }
+    }
+    this.fusing = undefined;
+  }
+
+  /** Folds items into a record and reserves invocation slots for what it spawns. */
+  private prepare(target: StepTarget, record: RecordState, items: StepItem[], now: number): PendingStep {
+    const out = foldStep(target.def, record, items, now);
+    for (const ignored of out.ignored) {
+      this.ctx.logger.debug(
+        { machine: target.machine, id: target.id, event: ignored.type, state: out.state },
+        'drover: event not taken in this state, dropped',
+      );
+    }
+    const reserved = new Map<string, boolean>();
+    for (const id of out.spawns.keys()) reserved.set(id, this.invoker.reserve());
+    return {
+      machine: target.machine,
+      id: target.id,
+      version: target.version,
+      def: target.def,
+      rowVersion: target.rowVersion,
+      eventSeq: target.eventSeq,
+      children: Object.keys((record.snapshot as { children?: object }).children ?? {}),
+      out,
+      reserved,
+    };
+  }
+
+  /**
+   * Persists stepped records in one statement, each guarded by its row version, then runs
+   * the effects of those that committed: stop and start invocations, publish transitions.
+   */
+  private async commitSteps(steps: PendingStep[], now: number): Promise<void> {
+    const { ctx } = this;
     const tokens = new Map<string, string>();
     const instances = [];
     const transitions = [];
     const consumed = [];
     const stops = [];
     const spawns = [];
-    for (const { row, out, reserved } of steps) {
+    for (const { machine, id, rowVersion, eventSeq, out, reserved } of steps) {
       const wake = out.status === 'active' && out.timers.length > 0 ? Math.min(...out.timers.map((t) => t.at)) : null;
       instances.push({
-        machine: row.machine,
-        id: row.id,
-        row_version: row.row_version,
+        machine,
+        id,
+        row_version: rowVersion,
         state: out.state,
         status: out.status,
         snapshot: out.snapshot.machine.getPersistedSnapshot(out.snapshot),
@@ -154,12 +252,12 @@ export class QueuePoller {
         timers: out.timers,
         error: out.error ?? null,
         seq: out.seq,
-        event_seq: row.event_seq,
+        event_seq: eventSeq,
       });
       for (const t of out.transitions) {
         transitions.push({
-          machine: row.machine,
-          instance_id: row.id,
+          machine,
+          instance_id: id,
           seq: t.seq,
           from_state: t.from,
           to_state: t.to,
@@ -169,15 +267,15 @@ export class QueuePoller {
           at: new Date(t.at),
         });
       }
-      for (const id of out.consumedEventIds) consumed.push({ machine: row.machine, instance_id: row.id, id });
-      for (const id of out.stops) if (!out.spawns.has(id)) stops.push({ machine: row.machine, instance_id: row.id, invoke_id: id });
+      for (const eventId of out.consumedEventIds) consumed.push({ machine, instance_id: id, id: eventId });
+      for (const invokeId of out.stops) if (!out.spawns.has(invokeId)) stops.push({ machine, instance_id: id, invoke_id: invokeId });
       for (const spawn of out.spawns.values()) {
         const token = randomUUID();
-        tokens.set(`${row.machine}\u0000${row.id}\u0000${spawn.id}`, token);
+        tokens.set(`${machine}\u0000${id}\u0000${spawn.id}`, token);
         const mine = reserved.get(spawn.id) === true;
         spawns.push({
-          machine: row.machine,
-          instance_id: row.id,
+          machine,
+          instance_id: id,
           invoke_id: spawn.id,
           token,
           src: spawn.src,
@@ -190,9 +288,9 @@ export class QueuePoller {
     }
 
     const { json } = ctx.queries;
-    let persisted: { rows: Array<{ machine: string; id: string }> };
+    let persisted: { rows: Array<{ machine: string; id: string; event_seq: string }> };
     try {
-      persisted = await ctx.db.query<{ machine: string; id: string }>(ctx.queries.sql.persistSteps, [
+      persisted = await ctx.db.query<{ machine: string; id: string; event_seq: string }>(ctx.queries.sql.persistSteps, [
         json(instances),
         new Date(now),
         json(transitions),
@@ -202,27 +300,32 @@ export class QueuePoller {
       ]);
     } catch (err) {
       // Nothing was stored: the leases run out and the records are claimed again.
-      for (const { reserved } of steps) for (const mine of reserved.values()) if (mine) this.invoker.unreserve();
+      for (const { machine, id, reserved } of steps) {
+        this.cache.delete(recordKey(machine, id));
+        for (const mine of reserved.values()) if (mine) this.invoker.unreserve();
+      }
       throw err;
     }
-    const committed = new Set(persisted.rows.map((r) => `${r.machine}\u0000${r.id}`));
+    // The inbox counter each record had when its write landed (newer events set wake_at).
+    const committed = new Map(persisted.rows.map((r) => [recordKey(r.machine, r.id), r.event_seq]));
 
-    // After the commit: stop and start invocations, publish transitions.
     const messages: TransitionMessage[] = [];
     let wakeInvocations = false;
-    for (const { row, out, reserved } of steps) {
-      const ok = committed.has(`${row.machine}\u0000${row.id}`);
-      if (!ok) {
-        ctx.logger.warn(
-          { machine: row.machine, id: row.id },
-          'drover: step discarded, the record changed under its lease (another node or a cancel)',
-        );
+    for (const step of steps) {
+      const { machine, id, version, out, reserved } = step;
+      const key = recordKey(machine, id);
+      if (!committed.has(key)) {
+        // A fused step losing to a claim is routine (its result goes through the inbox); a
+        // claimed step losing means its lease ran out or the record was cancelled.
+        if (step.onDiscard) ctx.logger.debug({ machine, id }, 'drover: fused step discarded, result goes through the inbox');
+        else ctx.logger.warn({ machine, id }, 'drover: step discarded, the record changed under its lease (another node or a cancel)');
+        this.cache.delete(key);
         for (const mine of reserved.values()) if (mine) this.invoker.unreserve();
+        step.onDiscard?.();
         continue;
       }
-      for (const id of out.stops) this.invoker.abort(row.machine, row.id, id);
-      if (out.status !== 'active')
-        for (const id of row.snapshot.children ? Object.keys(row.snapshot.children) : []) this.invoker.abort(row.machine, row.id, id);
+      for (const invokeId of out.stops) this.invoker.abort(machine, id, invokeId);
+      if (out.status !== 'active') for (const child of step.children) this.invoker.abort(machine, id, child);
       for (const spawn of out.spawns.values()) {
         if (reserved.get(spawn.id) !== true) {
           wakeInvocations = true;
@@ -232,34 +335,29 @@ export class QueuePoller {
           this.invoker.unreserve();
           continue;
         }
-        const token = tokens.get(`${row.machine}\u0000${row.id}\u0000${spawn.id}`) as string;
+        const token = tokens.get(`${machine}\u0000${id}\u0000${spawn.id}`) as string;
         this.invoker.start(
-          {
-            machine: row.machine,
-            instance_id: row.id,
-            invoke_id: spawn.id,
-            token,
-            version: row.version,
-            src: spawn.src,
-            input: spawn.input ?? null,
-            attempt: 1,
-          },
+          { machine, instance_id: id, invoke_id: spawn.id, token, version, src: spawn.src, input: spawn.input ?? null, attempt: 1 },
           this.queue,
           true,
         );
       }
-      for (const t of out.transitions) {
-        messages.push({
-          id: row.id,
-          machine: row.machine,
-          version: row.version,
-          from: t.from,
-          to: t.to,
-          status: t.status,
-          event: t.event,
-          at: new Date(t.at),
-          seq: t.seq,
+      // Keep the committed state while an invocation of the record runs here, for fuse().
+      if (out.status === 'active' && this.invoker.runningFor(machine, id) > 0) {
+        this.cache.set(key, {
+          machine,
+          id,
+          version,
+          def: step.def,
+          rowVersion: step.rowVersion + 1,
+          eventSeq: committed.get(key) as string,
+          record: { snapshot: out.snapshot, state: out.state, status: out.status, enteredAt: out.enteredAt, timers: out.timers, seq: out.seq },
         });
+      } else {
+        this.cache.delete(key);
+      }
+      for (const t of out.transitions) {
+        messages.push({ id, machine, version, from: t.from, to: t.to, status: t.status, event: t.event, at: new Date(t.at), seq: t.seq });
       }
     }
     if (messages.length > 0) {
@@ -267,7 +365,6 @@ export class QueuePoller {
       ctx.changed(messages);
     }
     if (wakeInvocations) this.signal.wake();
-    return true;
   }
 
   /** Claims due invocations (new, retried, or left by a crashed node) for the free slots. */
@@ -277,7 +374,10 @@ export class QueuePoller {
     if (free <= 0) return false;
     const now = ctx.clock.now();
     const rows = await ctx.queries.claimInvocations(ctx.db, this.queue, new Date(now), free, ctx.node, new Date(now + ctx.leaseMs));
-    for (const row of rows) this.invoker.start(row, this.queue);
+    for (const row of rows) {
+      this.remember(row);
+      this.invoker.start(row, this.queue);
+    }
     return rows.length > 0;
   }
 
@@ -298,6 +398,56 @@ export class QueuePoller {
       this.ctx.queries.json({ type: 'drover.restore_failed' }),
     ]);
   }
+}
+
+/** What a step is applied to: a record at a known row version. */
+interface StepTarget {
+  machine: string;
+  id: string;
+  version: number;
+  def: DurableMachine;
+  rowVersion: number;
+  eventSeq: string;
+}
+
+/** A folded step waiting to be persisted. */
+interface PendingStep extends StepTarget {
+  /** Invocations the record had before the step (stopped here if it finishes). */
+  children: string[];
+  out: StepOutcome;
+  /** Invocation slots reserved for its spawns, by invocation id. */
+  reserved: Map<string, boolean>;
+  /** Called when the step did not commit. */
+  onDiscard?: () => void;
+}
+
+/** A stored record's columns, enough to step it. */
+interface RawRecord {
+  snapshot: unknown;
+  state: string;
+  status: string;
+  entered_at: Date;
+  timers: unknown;
+  seq: number;
+}
+
+/** A record this node knows at a row version while one of its invocations runs here. */
+interface CachedRecord extends StepTarget {
+  record?: RecordState;
+  raw?: RawRecord;
+}
+
+const recordKey = (machine: string, id: string) => `${machine}\u0000${id}`;
+
+function toRecordState(def: DurableMachine, raw: RawRecord): RecordState {
+  return {
+    snapshot: restoreSnapshot(def.machine, raw.snapshot),
+    state: raw.state,
+    status: raw.status as RecordStatus,
+    enteredAt: raw.entered_at.getTime(),
+    timers: raw.timers as Timer[],
+    seq: raw.seq,
+  };
 }
 
 /**

@@ -488,6 +488,7 @@ class DroverRuntime implements Runtime {
       if (queue) this.pollers.get(queue)?.wake();
       else for (const p of this.pollers.values()) p.wake();
     });
+    this.invoker.fuse = (queue, row, event) => this.pollers.get(queue)?.fuse(row, event) ?? false;
     this.invoker.startHeartbeat();
     for (const poller of this.pollers.values()) poller.start();
     this.options.logger.info({ node: this.node, queues: [...this.pollers.keys()] }, 'drover: started');

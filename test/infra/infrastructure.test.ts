@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fromPromise, setup } from 'xstate';
+import { assign, fromPromise, setup } from 'xstate';
 import { createRuntime, durable, type Runtime } from '../../src/index.js';
 import { DATABASE_URL, uniqueSchema } from '../helpers/backends.js';
 
@@ -92,5 +92,53 @@ describe('heartbeats', () => {
     expect(calls).toBe(3); // 1.5 s each against a 300 ms lease: without heartbeats the other node re-runs them
     const done = await admin.query(`SELECT count(*)::int AS n FROM "${schema}".transitions WHERE to_state = 'finished'`);
     expect(done.rows[0].n).toBe(3);
+  });
+});
+
+describe('invocation results folded at once', () => {
+  const schema = uniqueSchema('fuse');
+  let runs = 0;
+  const stay = durable(
+    setup({
+      types: { context: {} as { results: number[] } },
+      actors: {
+        once: fromPromise(async () => {
+          runs += 1;
+          return runs;
+        }),
+      },
+    }).createMachine({
+      id: 'stay',
+      initial: 'working',
+      context: { results: [] },
+      states: {
+        // onDone without a target: XState does not stop the child, the state stays.
+        working: {
+          invoke: { id: 'once', src: 'once', onDone: { actions: assign({ results: ({ context, event }) => [...context.results, event.output] }) } },
+          on: { finish: 'finished' },
+        },
+        finished: { type: 'final' },
+      },
+    }),
+  );
+  let rt: Runtime;
+  afterAll(async () => {
+    await rt?.stop();
+    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  });
+
+  it('an onDone that stays in the state still retires the invocation: it never runs again', async () => {
+    rt = await createRuntime({ database: DATABASE_URL, schema, machines: [stay], pollInterval: 25, lease: '200ms' });
+    await rt.start();
+    await rt.create('stay', { id: 's1' });
+    await rt.waitFor('stay', 's1', (r) => (r.context.results as number[]).length === 1, { timeoutMs: 5000 });
+    // Several leases long: a leftover invocation row would be claimed and run again.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(runs).toBe(1);
+    const left = await admin.query(`SELECT count(*)::int AS n FROM "${schema}".invocations`);
+    expect(left.rows[0].n).toBe(0);
+    await rt.send('stay', 's1', { type: 'finish' });
+    const done = await rt.waitFor('stay', 's1', { status: 'done' }, { timeoutMs: 5000 });
+    expect(done.context.results).toEqual([1]);
   });
 });
