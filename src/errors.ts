@@ -76,6 +76,13 @@ export class WaitTimeoutError extends DroverError {
   }
 }
 
+/** `waitFor()` found the record finished in a way that can never match. */
+export class WaitUnreachableError extends DroverError {
+  constructor(machine: string, id: string, status: string) {
+    super('WAIT_UNREACHABLE', `record "${id}" of machine "${machine}" finished with status "${status}" without matching`);
+  }
+}
+
 /** The runtime was stopped; it takes no more calls. */
 export class RuntimeStoppedError extends DroverError {
   constructor() {

@@ -13,6 +13,7 @@ export {
   UnknownMachineError,
   UnknownVersionError,
   WaitTimeoutError,
+  WaitUnreachableError,
 } from './errors.js';
 export type { Logger } from './log.js';
 export type { DurableMachine, DurableOptions, JobContext, JobOptions, ResidencyOptions } from './record/durable.js';
@@ -20,8 +21,8 @@ export { cancelJob, defineJob, durable, isDurableMachine, JobCancelledError } fr
 export { stateString } from './record/state.js';
 export type { RecordStatus } from './record/step.js';
 export type { RuntimeOptions } from './runtime/options.js';
-export type { CreateOptions, DroverEvent, HistoryEntry, Page, RecordView, Runtime, WaitCondition } from './runtime/runtime.js';
-export { createRuntime, WaitUnreachableError } from './runtime/runtime.js';
+export { createRuntime } from './runtime/runtime.js';
+export type { CreateOptions, DroverEvent, HistoryEntry, Page, RecordView, Runtime, WaitCondition } from './runtime/types.js';
 export type { HandlerResult } from './supervisor/results.js';
 export { done, fail, none } from './supervisor/results.js';
 export type { Clock, Duration } from './time.js';

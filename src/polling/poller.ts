@@ -1,14 +1,22 @@
 import { randomUUID } from 'node:crypto';
-import type { EventObject } from 'xstate';
 import type { TransitionMessage } from '../bus/local.js';
 import { backoffMs, isTransientError } from '../db/database.js';
 import type { ClaimedInvocation, EventRow, InstanceRow, InvocationRow } from '../db/queries.js';
 import { errorMessage, serializeError } from '../errors.js';
 import type { DurableMachine } from '../record/durable.js';
-import { restoreSnapshot } from '../record/state.js';
-import { foldStep, type RecordState, type RecordStatus, type StepItem, type StepOutcome, type Timer } from '../record/step.js';
+import { foldStep, type RecordState, type StepItem, type Timer } from '../record/step.js';
 import { type EngineContext, Wakeable } from './context.js';
 import type { Invoker } from './invoker.js';
+import {
+  type CachedRecord,
+  dueItems,
+  type PendingStep,
+  type RawRecord,
+  recordKey,
+  reviveEvent,
+  type StepTarget,
+  toRecordState,
+} from './records.js';
 
 /** A record whose version this node does not know is left for another node for this long. */
 const UNKNOWN_VERSION_RETRY_MS = 5000;
@@ -143,7 +151,7 @@ export class QueuePoller {
     } catch {
       return;
     }
-    this.cache.set(recordKey(row.machine, row.instance_id), {
+    this.remembered(recordKey(row.machine, row.instance_id), {
       machine: row.machine,
       id: row.instance_id,
       version: row.version,
@@ -152,6 +160,18 @@ export class QueuePoller {
       eventSeq: row.i_event_seq,
       raw: { snapshot: row.i_snapshot, state: row.i_state, status: row.i_status, entered_at: row.i_entered_at, timers: row.i_timers, seq: row.i_seq },
     });
+  }
+
+  /**
+   * Stores a cache entry. Entries leave on the record's next commit or discard; the cap
+   * bounds the ones whose invocation moved to another node (a retry, an abort). An evicted
+   * record's result simply goes through the inbox.
+   */
+  private remembered(key: string, entry: CachedRecord): void {
+    this.cache.delete(key);
+    this.cache.set(key, entry);
+    const cap = Math.max(1000, this.ctx.concurrency * 4);
+    if (this.cache.size > cap) this.cache.delete(this.cache.keys().next().value as string);
   }
 
   private async fuseLoop(): Promise<void> {
@@ -344,7 +364,7 @@ export class QueuePoller {
       }
       // Keep the committed state while an invocation of the record runs here, for fuse().
       if (out.status === 'active' && this.invoker.runningFor(machine, id) > 0) {
-        this.cache.set(key, {
+        this.remembered(key, {
           machine,
           id,
           version,
@@ -398,82 +418,4 @@ export class QueuePoller {
       this.ctx.queries.json({ type: 'drover.restore_failed' }),
     ]);
   }
-}
-
-/** What a step is applied to: a record at a known row version. */
-interface StepTarget {
-  machine: string;
-  id: string;
-  version: number;
-  def: DurableMachine;
-  rowVersion: number;
-  eventSeq: string;
-}
-
-/** A folded step waiting to be persisted. */
-interface PendingStep extends StepTarget {
-  /** Invocations the record had before the step (stopped here if it finishes). */
-  children: string[];
-  out: StepOutcome;
-  /** Invocation slots reserved for its spawns, by invocation id. */
-  reserved: Map<string, boolean>;
-  /** Called when the step did not commit. */
-  onDiscard?: () => void;
-}
-
-/** A stored record's columns, enough to step it. */
-interface RawRecord {
-  snapshot: unknown;
-  state: string;
-  status: string;
-  entered_at: Date;
-  timers: unknown;
-  seq: number;
-}
-
-/** A record this node knows at a row version while one of its invocations runs here. */
-interface CachedRecord extends StepTarget {
-  record?: RecordState;
-  raw?: RawRecord;
-}
-
-const recordKey = (machine: string, id: string) => `${machine}\u0000${id}`;
-
-function toRecordState(def: DurableMachine, raw: RawRecord): RecordState {
-  return {
-    snapshot: restoreSnapshot(def.machine, raw.snapshot),
-    state: raw.state,
-    status: raw.status as RecordStatus,
-    enteredAt: raw.entered_at.getTime(),
-    timers: raw.timers as Timer[],
-    seq: raw.seq,
-  };
-}
-
-/**
- * Due timers and inbox events merged by time. Events keep their inbox (id) order whatever
- * their timestamps say, so events sent in order are delivered in order.
- */
-function dueItems(timers: Timer[], events: EventRow[], now: number): StepItem[] {
-  const due = timers.filter((t) => t.at <= now).sort((a, b) => a.at - b.at);
-  const items: StepItem[] = [];
-  let i = 0;
-  for (const e of events) {
-    const at = e.created_at.getTime();
-    while (i < due.length && (due[i] as Timer).at <= at) items.push({ kind: 'timer', timer: due[i++] as Timer });
-    items.push({ kind: 'event', eventId: e.id, event: reviveEvent(e.event), at });
-  }
-  while (i < due.length) items.push({ kind: 'timer', timer: due[i++] as Timer });
-  return items;
-}
-
-/** Error events were stored as `{ name, message }`; machines expect an Error. */
-function reviveEvent(event: EventRow['event']): EventObject {
-  if (event.type.startsWith('xstate.error.actor.') && event.error && typeof event.error === 'object') {
-    const stored = event.error as { name?: string; message?: string };
-    const error = new Error(stored.message ?? 'invocation failed');
-    if (stored.name) error.name = stored.name;
-    return { ...event, error } as EventObject;
-  }
-  return event as EventObject;
 }

@@ -5,7 +5,6 @@ import { adoptTransaction, type CallerTransaction, type Database, type Queryable
 import { migrate } from '../db/migrate.js';
 import { createQueries, type InstanceRow, type Queries } from '../db/queries.js';
 import {
-  DroverError,
   DuplicateRecordError,
   EventNotAcceptedError,
   errorMessage,
@@ -14,6 +13,7 @@ import {
   RuntimeStoppedError,
   SnapshotRestoreError,
   WaitTimeoutError,
+  WaitUnreachableError,
 } from '../errors.js';
 import type { EngineContext } from '../polling/context.js';
 import { Invoker } from '../polling/invoker.js';
@@ -22,116 +22,7 @@ import { MachineRegistry } from '../record/registry.js';
 import { restoreSnapshot } from '../record/state.js';
 import { initialStep, type RecordStatus } from '../record/step.js';
 import { type ResolvedOptions, type RuntimeOptions, resolveOptions } from './options.js';
-
-/** A record as `get()`, `list()` and `waitFor()` return it. */
-export interface RecordView<TContext = Record<string, unknown>> {
-  id: string;
-  machine: string;
-  version: number;
-  /** The state in string form: `b.x`, or `p.l.l1,p.r.r1` for parallel regions. */
-  state: string;
-  /** XState's state value. */
-  value: StateValue;
-  /** The machine context, as stored (JSON). */
-  context: TContext;
-  status: RecordStatus;
-  /** When the record entered its current state. */
-  enteredAt: Date;
-  /** When something is next due for it (a timer, an event), if anything. */
-  wakeAt: Date | null;
-  /** Failed attempts of its current invocation. */
-  attempt: number;
-  /** The error that failed it (or the last failed attempt's), if any. */
-  error: { name: string; message: string; stack?: string } | null;
-}
-
-/** One entry of `history()`: a committed change of state or status. */
-export interface HistoryEntry {
-  /** The state before, `null` for the creation entry. */
-  from: string | null;
-  to: string;
-  event: EventObject;
-  at: Date;
-  /** The record's status after this change. */
-  status: RecordStatus;
-  error?: { name: string; message: string };
-}
-
-/** An event for `send()`: a `type` and any JSON fields. */
-export type DroverEvent = { type: string } & Record<string, unknown>;
-
-/** Options of `create()`. */
-export interface CreateOptions<TInput = unknown> {
-  /** The record id. Default: a random UUID. */
-  id?: string;
-  /** The machine input. */
-  input?: TInput;
-  /** When the record's first work (invocations, timers) starts. Default: now. */
-  runAt?: Date | number;
-  /** Higher runs first among due invocations. Default 0. */
-  priority?: number;
-  /** At most one record of this machine has this key. */
-  uniqueKey?: string;
-  /** The caller's transaction: a `pg` client inside BEGIN, or a PGlite transaction. */
-  tx?: CallerTransaction;
-}
-
-/** A page of `list()`. Pass `next` back as `after`. */
-export interface Page<T> {
-  items: T[];
-  next: string | null;
-}
-
-/** What `waitFor()` waits for. */
-export type WaitCondition = { state: StateValue } | { status: RecordStatus } | ((record: RecordView) => boolean);
-
-/** A running drover: the API services call. */
-export interface Runtime {
-  /** This runtime's node id. */
-  readonly node: string;
-  /** The schema it keeps its tables in. */
-  readonly schema: string;
-  /**
-   * Creates a record and runs its machine's initial transition.
-   * @example await drover.create('order', { id: 'o-1', input: { order_id: 'o-1' } });
-   */
-  create<TInput = unknown>(machine: string, options?: CreateOptions<TInput>): Promise<RecordView>;
-  /**
-   * Stores an event for a record and wakes a poller; resolves once it is stored.
-   * @example await drover.send('order', 'o-1', { type: 'payment.confirmed' });
-   */
-  send(machine: string, id: string, event: DroverEvent, options?: { tx?: CallerTransaction }): Promise<void>;
-  /** A record, or `null` when there is none. */
-  get(machine: string, id: string): Promise<RecordView | null>;
-  /** Records of a machine by id, a page at a time. `state` matches like `snapshot.matches()`. */
-  list(
-    machine: string,
-    options?: { state?: string; status?: RecordStatus; limit?: number; after?: string | null },
-  ): Promise<Page<RecordView>>;
-  /** A record's transitions, oldest first. */
-  history(machine: string, id: string): Promise<HistoryEntry[]>;
-  /**
-   * Resolves when the record matches; rejects with `WaitTimeoutError` after `timeoutMs`
-   * (default 30s), or at once with `WaitUnreachableError` if it finished without matching
-   * (a finished record never changes again).
-   */
-  waitFor(machine: string, id: string, condition: WaitCondition, options?: { timeoutMs?: number }): Promise<RecordView>;
-  /** Cancels an active record: status `cancelled`, invocations stopped. False if it had already finished. */
-  cancel(machine: string, id: string, reason?: string): Promise<boolean>;
-  /** Calls `handler` for each committed transition that matches. Returns an unsubscribe function. */
-  subscribe(filter: TransitionFilter, handler: (t: TransitionMessage) => void | Promise<void>): () => void;
-  /** Starts the pollers. A runtime never started is a client: its calls work, nothing runs. */
-  start(): Promise<void>;
-  /** Stops claiming, finishes in-flight work (up to `shutdownGrace`), releases leases, closes. */
-  stop(): Promise<void>;
-}
-
-/** `waitFor()` found the record finished in a way that can never match. */
-export class WaitUnreachableError extends DroverError {
-  constructor(machine: string, id: string, status: string) {
-    super('WAIT_UNREACHABLE', `record "${id}" of machine "${machine}" finished with status "${status}" without matching`);
-  }
-}
+import type { CreateOptions, DroverEvent, HistoryEntry, Page, RecordView, Runtime, WaitCondition } from './types.js';
 
 /**
  * Creates a drover runtime: opens (or adopts) the database, applies migrations into the
