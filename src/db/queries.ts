@@ -151,9 +151,10 @@ export function createQueries(schema: string) {
       stopped AS (
         DELETE FROM ${s}.invocations v USING upd
         WHERE v.machine = upd.machine AND v.instance_id = upd.id
-          AND (upd.status <> 'active' OR v.invoke_id IN (
-            SELECT x.invoke_id FROM jsonb_to_recordset($5::jsonb) AS x(machine text, instance_id text, invoke_id text)
-            WHERE x.machine = upd.machine AND x.instance_id = upd.id))),
+          -- Uncorrelated, so the stop list is read once (a hashed subplan), not once per row.
+          AND (upd.status <> 'active' OR (v.machine, v.instance_id, v.invoke_id) IN (
+            SELECT x.machine, x.instance_id, x.invoke_id
+            FROM jsonb_to_recordset($5::jsonb) AS x(machine text, instance_id text, invoke_id text)))),
       spawned AS (
         INSERT INTO ${s}.invocations (machine, instance_id, invoke_id, token, version, queue, src, input, priority,
                                      attempt, locked_by, locked_until, created_at)
