@@ -1,5 +1,5 @@
 import type { EventObject } from 'xstate';
-import type { RecordStatus } from '../record/step.js';
+import type { RecordStatus, TransitionRow } from '../record/step.js';
 
 /** A committed transition as subscribers see it. */
 export interface TransitionMessage {
@@ -12,6 +12,11 @@ export interface TransitionMessage {
   event: EventObject;
   at: Date;
   seq: number;
+}
+
+/** The messages for a record's committed transitions. */
+export function transitionMessages(id: string, machine: string, version: number, transitions: TransitionRow[]): TransitionMessage[] {
+  return transitions.map((t) => ({ id, machine, version, from: t.from, to: t.to, status: t.status, event: t.event, at: new Date(t.at), seq: t.seq }));
 }
 
 /** Which transitions a subscriber wants; every field is optional. */

@@ -1,3 +1,4 @@
+import type { TransitionRow } from '../record/step.js';
 import type { Queryable } from './database.js';
 import { quoteSchema } from './database.js';
 
@@ -55,6 +56,11 @@ export interface EventRow {
   created_at: Date;
 }
 
+/** A transition as the `transitions` table's columns (the JSON the batch statements read). */
+export function transitionColumns(t: TransitionRow) {
+  return { seq: t.seq, from_state: t.from, to_state: t.to, status: t.status, event: t.event, error: t.error ?? null, at: new Date(t.at) };
+}
+
 const INSTANCE_COLUMNS =
   'machine, id, version, queue, state, snapshot, status, entered_at, wake_at, timers, attempt, error, seq, event_seq::text AS event_seq, row_version';
 
@@ -85,6 +91,16 @@ export function createQueries(schema: string) {
         FROM ins, jsonb_to_recordset($16::jsonb) AS v(invoke_id text, token text, src text, input jsonb, locked_until timestamptz)),
       n AS (SELECT pg_notify('${channel}', $4 || '|' || $17) FROM ins)
       SELECT (SELECT count(*) FROM ins)::int AS created, (SELECT count(*) FROM n)::int AS notified`,
+    // state matches like snapshot.matches(): itself, a child (`b` → `b.x`), or a parallel leaf.
+    listInstances: `
+      SELECT ${INSTANCE_COLUMNS} FROM ${s}.instances
+      WHERE machine = $1
+        AND ($2::text IS NULL OR state = $2 OR state LIKE $3 || '.%' OR state LIKE $3 || ',%'
+             OR state LIKE '%,' || $3 OR state LIKE '%,' || $3 || '.%' OR state LIKE '%,' || $3 || ',%')
+        AND ($4::text IS NULL OR status = $4)
+        AND ($5::text IS NULL OR id > $5)
+      ORDER BY id
+      LIMIT $6`,
     instanceExists: `SELECT 1 FROM ${s}.instances WHERE machine = $1 AND id = $2`,
     getInstance: `SELECT ${INSTANCE_COLUMNS} FROM ${s}.instances WHERE machine = $1 AND id = $2`,
     // One statement, so the state and the inbox are read from one snapshot: a step committing

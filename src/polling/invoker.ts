@@ -4,6 +4,7 @@ import type { InvocationRow } from '../db/queries.js';
 import { errorMessage, serializeError } from '../errors.js';
 import { JobCancelledError } from '../record/durable.js';
 import type { EngineContext } from './context.js';
+import { recordKey } from './records.js';
 
 interface Running {
   row: InvocationRow;
@@ -59,17 +60,13 @@ export class Invoker {
     this.reserved = Math.max(0, this.reserved - 1);
   }
 
-  size(): number {
-    return this.running.size;
-  }
-
   /** Invocations of one record running here. */
   runningFor(machine: string, instanceId: string): number {
-    return this.perRecord.get(`${machine}\u0000${instanceId}`) ?? 0;
+    return this.perRecord.get(recordKey(machine, instanceId)) ?? 0;
   }
 
   private track(row: InvocationRow, delta: number): void {
-    const key = `${row.machine}\u0000${row.instance_id}`;
+    const key = recordKey(row.machine, row.instance_id);
     const n = (this.perRecord.get(key) ?? 0) + delta;
     if (n > 0) this.perRecord.set(key, n);
     else this.perRecord.delete(key);

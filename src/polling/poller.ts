@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import type { TransitionMessage } from '../bus/local.js';
+import { type TransitionMessage, transitionMessages } from '../bus/local.js';
 import { backoffMs, isTransientError } from '../db/database.js';
-import type { ClaimedInvocation, EventRow, InstanceRow, InvocationRow } from '../db/queries.js';
+import { type ClaimedInvocation, type EventRow, type InstanceRow, type InvocationRow, transitionColumns } from '../db/queries.js';
 import { errorMessage, serializeError } from '../errors.js';
 import type { DurableMachine } from '../record/durable.js';
-import { foldStep, type RecordState, type StepItem, type Timer } from '../record/step.js';
+import { foldStep, nextWake, type RecordState, type Spawn, type StepItem, type Timer } from '../record/step.js';
 import { type EngineContext, Wakeable } from './context.js';
 import type { Invoker } from './invoker.js';
 import {
@@ -252,14 +252,14 @@ export class QueuePoller {
    */
   private async commitSteps(steps: PendingStep[], now: number): Promise<void> {
     const { ctx } = this;
-    const tokens = new Map<string, string>();
+    const tokens = new Map<Spawn, string>();
     const instances = [];
     const transitions = [];
     const consumed = [];
     const stops = [];
     const spawns = [];
     for (const { machine, id, rowVersion, eventSeq, out, reserved } of steps) {
-      const wake = out.status === 'active' && out.timers.length > 0 ? Math.min(...out.timers.map((t) => t.at)) : null;
+      const wake = nextWake(out);
       instances.push({
         machine,
         id,
@@ -274,24 +274,12 @@ export class QueuePoller {
         seq: out.seq,
         event_seq: eventSeq,
       });
-      for (const t of out.transitions) {
-        transitions.push({
-          machine,
-          instance_id: id,
-          seq: t.seq,
-          from_state: t.from,
-          to_state: t.to,
-          status: t.status,
-          event: t.event,
-          error: t.error ?? null,
-          at: new Date(t.at),
-        });
-      }
+      for (const t of out.transitions) transitions.push({ machine, instance_id: id, ...transitionColumns(t) });
       for (const eventId of out.consumedEventIds) consumed.push({ machine, instance_id: id, id: eventId });
       for (const invokeId of out.stops) if (!out.spawns.has(invokeId)) stops.push({ machine, instance_id: id, invoke_id: invokeId });
       for (const spawn of out.spawns.values()) {
         const token = randomUUID();
-        tokens.set(`${machine}\u0000${id}\u0000${spawn.id}`, token);
+        tokens.set(spawn, token);
         const mine = reserved.get(spawn.id) === true;
         spawns.push({
           machine,
@@ -355,7 +343,7 @@ export class QueuePoller {
           this.invoker.unreserve();
           continue;
         }
-        const token = tokens.get(`${machine}\u0000${id}\u0000${spawn.id}`) as string;
+        const token = tokens.get(spawn) as string;
         this.invoker.start(
           { machine, instance_id: id, invoke_id: spawn.id, token, version, src: spawn.src, input: spawn.input ?? null, attempt: 1 },
           this.queue,
@@ -376,9 +364,7 @@ export class QueuePoller {
       } else {
         this.cache.delete(key);
       }
-      for (const t of out.transitions) {
-        messages.push({ id, machine, version, from: t.from, to: t.to, status: t.status, event: t.event, at: new Date(t.at), seq: t.seq });
-      }
+      messages.push(...transitionMessages(id, machine, version, out.transitions));
     }
     if (messages.length > 0) {
       ctx.bus.publish(messages);

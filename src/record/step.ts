@@ -61,6 +61,11 @@ export interface StepOutcome extends RecordState {
 
 const SELF_SEND = 'xstate.sendTo';
 
+/** When the record is next due on its own: its earliest timer, or never once it has finished. */
+export function nextWake(out: Pick<StepOutcome, 'status' | 'timers'>): number | null {
+  return out.status === 'active' && out.timers.length > 0 ? Math.min(...out.timers.map((t) => t.at)) : null;
+}
+
 /** The first step of a new record: XState's initial transition and its effects. */
 export function initialStep(def: DurableMachine, input: unknown, now: number, timerBase = now): StepOutcome {
   const out = emptyOutcome({ snapshot: undefined as never, state: '', status: 'active', enteredAt: now, timers: [], seq: 0 });

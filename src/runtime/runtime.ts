@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { type EventObject, matchesState, type StateValue } from 'xstate';
-import { LocalBus, type TransitionFilter, type TransitionMessage } from '../bus/local.js';
+import { LocalBus, type TransitionFilter, type TransitionMessage, transitionMessages } from '../bus/local.js';
 import { adoptTransaction, type CallerTransaction, type Database, type Queryable, withRetry } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
-import { createQueries, type InstanceRow, type Queries } from '../db/queries.js';
+import { createQueries, type InstanceRow, type Queries, transitionColumns } from '../db/queries.js';
 import {
   DuplicateRecordError,
   EventNotAcceptedError,
@@ -20,7 +20,7 @@ import { Invoker } from '../polling/invoker.js';
 import { QueuePoller } from '../polling/poller.js';
 import { MachineRegistry } from '../record/registry.js';
 import { restoreSnapshot } from '../record/state.js';
-import { initialStep, type RecordStatus } from '../record/step.js';
+import { initialStep, nextWake, type RecordStatus } from '../record/step.js';
 import { type ResolvedOptions, type RuntimeOptions, resolveOptions } from './options.js';
 import type { CreateOptions, DroverEvent, HistoryEntry, Page, RecordView, Runtime, WaitCondition } from './types.js';
 
@@ -105,7 +105,7 @@ class DroverRuntime implements Runtime {
       throw new InvalidArgumentError(`machine "${machine}" could not start with this input: ${errorMessage(err)}`);
     }
     const { json, sql } = this.queries;
-    const wake = out.status === 'active' && out.timers.length > 0 ? Math.min(...out.timers.map((t) => t.at)) : null;
+    const wake = nextWake(out);
     const spawns =
       out.status !== 'active'
         ? []
@@ -116,15 +116,7 @@ class DroverRuntime implements Runtime {
             input: s.input ?? null,
             locked_until: new Date(start),
           }));
-    const transitions = out.transitions.map((t) => ({
-      seq: t.seq,
-      from_state: t.from,
-      to_state: t.to,
-      status: t.status,
-      event: t.event,
-      error: t.error ?? null,
-      at: new Date(t.at),
-    }));
+    const transitions = out.transitions.map(transitionColumns);
     const params = [
       def.name,
       id,
@@ -158,18 +150,7 @@ class DroverRuntime implements Runtime {
     else {
       await withRetry(() => run(this.db));
       this.ctx.wake(def.queue);
-      const messages = out.transitions.map((t) => ({
-        id,
-        machine: def.name,
-        version: def.version,
-        from: t.from,
-        to: t.to,
-        status: t.status,
-        event: t.event,
-        at: new Date(t.at),
-        seq: t.seq,
-      }));
-      this.bus.publish(messages);
+      this.bus.publish(transitionMessages(id, def.name, def.version, out.transitions));
     }
     return {
       id,
@@ -253,19 +234,7 @@ class DroverRuntime implements Runtime {
     const state = options.state ?? null;
     const like = state === null ? null : state.replace(/[\\%_]/g, (c) => `\\${c}`);
     const res = await withRetry(() =>
-      this.db.query<InstanceRow>(
-        `SELECT machine, id, version, queue, state, snapshot, status, entered_at, wake_at, timers, attempt, error, seq,
-                event_seq::text AS event_seq, row_version
-         FROM "${this.schema}".instances
-         WHERE machine = $1
-           AND ($2::text IS NULL OR state = $2 OR state LIKE $3 || '.%' OR state LIKE $3 || ',%'
-                OR state LIKE '%,' || $3 OR state LIKE '%,' || $3 || '.%' OR state LIKE '%,' || $3 || ',%')
-           AND ($4::text IS NULL OR status = $4)
-           AND ($5::text IS NULL OR id > $5)
-         ORDER BY id
-         LIMIT $6`,
-        [machine, state, like, options.status ?? null, options.after ?? null, limit],
-      ),
+      this.db.query<InstanceRow>(this.queries.sql.listInstances, [machine, state, like, options.status ?? null, options.after ?? null, limit]),
     );
     const items = res.rows.map(toView);
     return { items, next: items.length === limit ? (items[items.length - 1] as RecordView).id : null };
