@@ -41,45 +41,81 @@ export function pgDatabase(source: string | pg.Pool, logger: Logger): Database {
     async listen(channel, onNotify) {
       let client: pg.PoolClient | undefined;
       let closed = false;
+      let retry: NodeJS.Timeout | undefined;
+      const reconnect = (ms: number) => {
+        if (!closed && !retry) retry = setTimeout(() => void connect(), ms);
+      };
+      // Releases a listen client exactly once: pg can emit 'error' twice for one lost
+      // connection (the server's FATAL message, then the socket's end), and a client that
+      // is never released makes pool.end() wait forever.
+      const drop = (c: pg.PoolClient, err?: Error) => {
+        if ((c as { droverReleased?: boolean }).droverReleased) return;
+        (c as { droverReleased?: boolean }).droverReleased = true;
+        if (client === c) client = undefined;
+        c.release(err ?? true);
+      };
       const connect = async (): Promise<void> => {
+        retry = undefined;
+        if (closed) return;
+        let c: pg.PoolClient | undefined;
         try {
-          const c = await pool.connect();
-          client = c;
-          c.on('notification', (msg) => {
+          c = await pool.connect();
+          const self = c;
+          self.on('notification', (msg) => {
             if (msg.channel === channel) onNotify(msg.payload ?? '');
           });
-          c.on('error', (err) => {
+          self.on('error', (err) => {
+            if ((self as { droverReleased?: boolean }).droverReleased) return;
             logger.warn({ err: err.message, channel }, 'drover: listen connection lost, reconnecting');
-            c.release(err);
-            client = undefined;
-            if (!closed) setTimeout(() => void connect(), 500);
+            drop(self, err);
+            reconnect(500);
           });
-          await c.query(`LISTEN "${channel}"`);
+          await self.query(`LISTEN "${channel}"`);
+          if (closed) {
+            drop(self);
+            return;
+          }
+          client = self;
           // Anything sent while we were away is found by the next poll; wake once to look now.
           onNotify('');
         } catch (err) {
-          logger.warn({ err: (err as Error).message, channel }, 'drover: LISTEN failed, retrying');
-          if (!closed) setTimeout(() => void connect(), 1000);
+          if (c) drop(c, err as Error);
+          if (!closed) logger.warn({ err: (err as Error).message, channel }, 'drover: LISTEN failed, retrying');
+          reconnect(1000);
         }
       };
       await connect();
       return async () => {
         closed = true;
+        if (retry) clearTimeout(retry);
+        retry = undefined;
         const c = client;
         client = undefined;
         if (c) {
           try {
             await c.query(`UNLISTEN "${channel}"`);
-          } catch {
+            drop(c);
+          } catch (err) {
             // The connection is going away anyway.
+            drop(c, err as Error);
           }
-          c.release();
         }
       };
     },
     async close() {
       pool.off('error', onPoolError);
-      if (owned) await pool.end();
+      if (!owned) return;
+      // pool.end() waits for every checked-out client; never let a leaked one hang stop().
+      let timer: NodeJS.Timeout | undefined;
+      const ended = await Promise.race([
+        pool.end().then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), 10_000);
+          timer.unref();
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!ended) logger.error({ waiting: pool.totalCount - pool.idleCount }, 'drover: database pool did not close in 10s (clients still checked out)');
     },
   };
 }
