@@ -100,3 +100,24 @@ export function serializeError(err: unknown): { name: string; message: string; s
   if (err instanceof Error) return { name: err.name, message: err.message, stack: err.stack };
   return { name: 'Error', message: String(err) };
 }
+
+/** No worker with that name is registered on this runtime. */
+export class WorkerNotFoundError extends DroverError {
+  constructor(name: string) {
+    super('WORKER_NOT_FOUND', `worker ${name} not found`);
+  }
+}
+
+/** `add()` or `periodic()` with a name already taken. */
+export class DuplicateWorkerError extends DroverError {
+  constructor(name: string) {
+    super('DUPLICATE_WORKER', `worker ${name} already exists`);
+  }
+}
+
+/** A run that outlived its `timeout`. */
+export class RunTimeoutError extends DroverError {
+  constructor(name: string, ms: number) {
+    super('RUN_TIMEOUT', `periodic "${name}" ran longer than its timeout of ${ms} ms`);
+  }
+}

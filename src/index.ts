@@ -5,15 +5,18 @@ export type { CallerTransaction } from './db/database.js';
 export {
   DroverError,
   DuplicateRecordError,
+  DuplicateWorkerError,
   EventNotAcceptedError,
   InvalidArgumentError,
   RecordNotFoundError,
+  RunTimeoutError,
   RuntimeStoppedError,
   SnapshotRestoreError,
   UnknownMachineError,
   UnknownVersionError,
   WaitTimeoutError,
   WaitUnreachableError,
+  WorkerNotFoundError,
 } from './errors.js';
 export type { Logger } from './log.js';
 export type { DurableMachine, DurableOptions, JobContext, JobOptions, ResidencyOptions } from './record/durable.js';
@@ -22,8 +25,14 @@ export { stateString } from './record/state.js';
 export type { RecordStatus } from './record/step.js';
 export type { RuntimeOptions } from './runtime/options.js';
 export { createRuntime } from './runtime/runtime.js';
-export type { CreateOptions, DroverEvent, HistoryEntry, Page, RecordView, Runtime, WaitCondition } from './runtime/types.js';
+export type { CreateOptions, DroverEvent, HistoryEntry, NodeInfo, Page, RecordView, Runtime, WaitCondition } from './runtime/types.js';
+export type { PeriodicContext, PeriodicOptions, PeriodicResult, PeriodicRun } from './periodic/periodic.js';
+export type { ScheduleSpec } from './periodic/schedule.js';
+export type { MetricEvent, MetricStream } from './supervisor/metrics.js';
 export type { HandlerResult } from './supervisor/results.js';
 export { done, fail, none } from './supervisor/results.js';
+export type { WorkerEntry, WorkerStatus } from './supervisor/store.js';
+export type { RunRecord, Supervisor, WorkerConfig, WorkerHandle } from './supervisor/supervisor.js';
+export type { HandlerContext, WorkerHandler } from './supervisor/worker.js';
 export type { Clock, Duration } from './time.js';
 export { parseDuration, systemClock, TestClock } from './time.js';

@@ -24,3 +24,18 @@ describe('npm start (examples/orders.ts on the embedded default)', () => {
     }
   }, 70_000);
 });
+
+describe('examples/service.ts (a poller, a worker and a cron job under the supervisor)', () => {
+  it('runs until maxRunTime, records the cron ticks, drains and exits 0', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'examples/service.ts'], {
+      cwd: root,
+      timeout: 60_000,
+    });
+    expect(stdout).toMatch(/drover: supervisor running/);
+    expect(stdout).toMatch(/maxRunTime reached, draining/);
+    expect(stdout).toMatch(/o-1 +awaiting_payment +→ charging +on payment\.confirmed/);
+    expect(stdout).toMatch(/runs of feed \(newest first\):\n +#\d+ \S+ succeeded attempt 1 +queued o-\d+/);
+    expect(stdout).toMatch(/intake +worker +stopped/);
+    expect(stdout).toMatch(/feed +periodic +stopped/);
+  }, 70_000);
+});

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type pg from 'pg';
+import type { InspectionEvent, Observer } from 'xstate';
 import type { Database } from '../db/database.js';
 import { quoteSchema } from '../db/database.js';
 import { pgDatabase } from '../db/pg.js';
@@ -36,8 +37,20 @@ export interface RuntimeOptions {
   concurrency?: number;
   /** How long a claim or a running invocation is held without a heartbeat. Default 30s. */
   lease?: Duration;
-  /** How long `stop()` waits for running invocations. Default 10s. */
+  /** How long `stop()` waits for running invocations and worker handlers. Default 10s. */
   shutdownGrace?: Duration;
+  /** An XState inspection observer (e.g. the Stately inspector's `inspect`): sees the supervisor and every child. */
+  inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
+  /** How often each node re-reads enable/disable and paused tags from the database. Default 1s. */
+  controlInterval?: Duration;
+  /** How often each node writes its heartbeat; a node silent for 3 intervals is dead. Default 5s. */
+  heartbeatInterval?: Duration;
+  /** How often housekeeping runs (runs of dead nodes failed, old run records pruned). Default 1m. */
+  reaperInterval?: Duration;
+  /** How long run records are kept. Default 7d. */
+  runRetention?: Duration;
+  /** After this long the runtime drains by itself and `done` resolves (for process managers that recycle workers). */
+  maxRunTime?: Duration;
 }
 
 /** Options with every default applied. */
@@ -53,12 +66,24 @@ export interface ResolvedOptions {
   concurrency: number;
   leaseMs: number;
   shutdownGraceMs: number;
+  inspect: RuntimeOptions['inspect'];
+  controlIntervalMs: number;
+  heartbeatIntervalMs: number;
+  reaperIntervalMs: number;
+  runRetentionMs: number;
+  maxRunTimeMs: number | undefined;
 }
 
 const positiveInt = (name: string, value: number | undefined, fallback: number) => {
   const v = value ?? fallback;
   if (!Number.isInteger(v) || v < 1) throw new InvalidArgumentError(`${name} must be an integer >= 1 (got ${value})`);
   return v;
+};
+
+const atLeast = (name: string, value: Duration, min: number) => {
+  const ms = parseDuration(value);
+  if (ms < min) throw new InvalidArgumentError(`${name} must be at least ${min} ms (got ${ms})`);
+  return ms;
 };
 
 /** Resolves every default in one place. */
@@ -87,6 +112,12 @@ export async function resolveOptions(options: RuntimeOptions): Promise<ResolvedO
     concurrency: positiveInt('concurrency', options.concurrency, 10),
     leaseMs,
     shutdownGraceMs: parseDuration(options.shutdownGrace ?? '10s'),
+    inspect: options.inspect,
+    controlIntervalMs: atLeast('controlInterval', options.controlInterval ?? '1s', 10),
+    heartbeatIntervalMs: atLeast('heartbeatInterval', options.heartbeatInterval ?? '5s', 10),
+    reaperIntervalMs: atLeast('reaperInterval', options.reaperInterval ?? '1m', 10),
+    runRetentionMs: atLeast('runRetention', options.runRetention ?? '7d', 1000),
+    maxRunTimeMs: options.maxRunTime === undefined ? undefined : atLeast('maxRunTime', options.maxRunTime, 1),
   };
   const source = options.database;
   let db: Database;

@@ -4,6 +4,7 @@ import { LocalBus, type TransitionFilter, type TransitionMessage, transitionMess
 import { adoptTransaction, type CallerTransaction, type Database, type Queryable, withRetry } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
 import { createQueries, type InstanceRow, type Queries, transitionColumns } from '../db/queries.js';
+import { createSupervisorQueries } from '../db/supervisor-queries.js';
 import {
   DuplicateRecordError,
   EventNotAcceptedError,
@@ -18,11 +19,14 @@ import {
 import type { EngineContext } from '../polling/context.js';
 import { Invoker } from '../polling/invoker.js';
 import { QueuePoller } from '../polling/poller.js';
+import { type PeriodicOptions, type PeriodicRun, periodicConfig, periodicWorker } from '../periodic/periodic.js';
+import type { ScheduleSpec } from '../periodic/schedule.js';
 import { MachineRegistry } from '../record/registry.js';
 import { restoreSnapshot } from '../record/state.js';
 import { initialStep, nextWake, type RecordStatus } from '../record/step.js';
 import { type ResolvedOptions, type RuntimeOptions, resolveOptions } from './options.js';
-import type { CreateOptions, DroverEvent, HistoryEntry, Page, RecordView, Runtime, WaitCondition } from './types.js';
+import { Supervisor, type WorkerHandle } from '../supervisor/supervisor.js';
+import type { CreateOptions, DroverEvent, HistoryEntry, NodeInfo, Page, RecordView, Runtime, WaitCondition } from './types.js';
 
 /**
  * Creates a drover runtime: opens (or adopts) the database, applies migrations into the
@@ -57,7 +61,14 @@ class DroverRuntime implements Runtime {
   private readonly pollers = new Map<string, QueuePoller>();
   private readonly waiters = new Set<() => void>();
   private unlisten: (() => Promise<void>) | undefined;
-  private state: 'idle' | 'started' | 'stopped' = 'idle';
+  private state: 'idle' | 'started' | 'stopping' | 'stopped' = 'idle';
+  private stopping: Promise<void> | undefined;
+  private maxRunTimer: NodeJS.Timeout | undefined;
+  private resolveDone!: () => void;
+  readonly supervisor: Supervisor;
+  readonly done: Promise<void> = new Promise((resolve) => {
+    this.resolveDone = resolve;
+  });
 
   constructor(private readonly options: ResolvedOptions) {
     this.node = options.node;
@@ -84,6 +95,66 @@ class DroverRuntime implements Runtime {
       wake: (queue) => this.pollers.get(queue)?.wake(),
     };
     this.invoker = new Invoker(this.ctx);
+    this.supervisor = new Supervisor({
+      db: this.db,
+      sql: createSupervisorQueries(options.schema),
+      node: options.node,
+      logger: options.logger,
+      clock: options.clock,
+      ...(options.inspect ? { inspect: options.inspect } : {}),
+      controlIntervalMs: options.controlIntervalMs,
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      reaperIntervalMs: options.reaperIntervalMs,
+      runRetentionMs: options.runRetentionMs,
+      shutdownGraceMs: options.shutdownGraceMs,
+      assertOpen: () => this.assertOpen(),
+      bootEngine: () => this.bootEngine(),
+      drainEngine: () => this.drainEngine(),
+    });
+  }
+
+  periodic(name: string, schedule: ScheduleSpec, run: PeriodicRun, options: PeriodicOptions = {}): WorkerHandle {
+    this.assertOpen();
+    const config = periodicConfig(name, schedule, run, options);
+    const worker = periodicWorker(config, {
+      db: this.db,
+      sql: createSupervisorQueries(this.schema),
+      clock: this.options.clock,
+      node: this.node,
+      logger: this.options.logger,
+      create: (machine, id, input) => this.create(machine, { id, input }),
+      liveWindowMs: this.options.heartbeatIntervalMs * 3,
+    });
+    const handle = this.supervisor.register(name, 'periodic', worker.handler, {}, { drain: worker.drain, onRun: worker.reset, onHalt: worker.halt });
+    if (this.state === 'started') this.supervisor.start(name);
+    return handle;
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    return this.supervisor.nodes();
+  }
+
+  handleSignals(signals: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM']): () => void {
+    let received = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (received) {
+        this.options.logger.warn({ signal }, 'drover: second signal while draining, exiting now');
+        process.exit(1);
+      }
+      received = true;
+      this.options.logger.info({ signal }, 'drover: draining on signal');
+      this.stop().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          this.options.logger.error({ err: errorMessage(err) }, 'drover: drain failed');
+          process.exit(1);
+        },
+      );
+    };
+    for (const signal of signals) process.on(signal, onSignal);
+    return () => {
+      for (const signal of signals) process.off(signal, onSignal);
+    };
   }
 
   async create<TInput>(machine: string, options: CreateOptions<TInput> = {}): Promise<RecordView> {
@@ -335,12 +406,19 @@ class DroverRuntime implements Runtime {
 
   async start(): Promise<void> {
     this.assertOpen();
-    if (this.state === 'started') return;
+    if (this.state !== 'idle') return;
     this.state = 'started';
-    for (const queue of this.registry.queues()) {
-      const poller = new QueuePoller(this.ctx, queue, this.invoker);
-      this.pollers.set(queue, poller);
+    await this.supervisor.run();
+    if (this.options.maxRunTimeMs !== undefined) {
+      this.maxRunTimer = setTimeout(() => {
+        this.options.logger.info({ node: this.node, maxRunTimeMs: this.options.maxRunTimeMs }, 'drover: maxRunTime reached, draining');
+        void this.stop();
+      }, this.options.maxRunTimeMs);
     }
+  }
+
+  /** Starts LISTEN and the queue pollers (the supervisor calls it once control state is loaded). */
+  private async bootEngine(): Promise<void> {
     this.unlisten = await this.db.listen(this.queries.channel, (payload) => {
       // Payload `queue|node`: this node's own create()/send() already woke its poller.
       const [queue, node] = payload.split('|');
@@ -350,28 +428,44 @@ class DroverRuntime implements Runtime {
     });
     this.invoker.fuse = (queue, row, event) => this.pollers.get(queue)?.fuse(row, event) ?? false;
     this.invoker.startHeartbeat();
-    for (const poller of this.pollers.values()) poller.start();
+    for (const queue of this.registry.queues()) {
+      const poller = new QueuePoller(this.ctx, queue, this.invoker);
+      this.pollers.set(queue, poller);
+      this.supervisor.addService(`drover.poller.${queue}`, poller);
+    }
     this.options.logger.info({ node: this.node, queues: [...this.pollers.keys()] }, 'drover: started');
   }
 
-  async stop(): Promise<void> {
-    if (this.state === 'stopped') return;
-    const wasStarted = this.state === 'started';
-    this.state = 'stopped';
-    if (wasStarted) {
-      await Promise.all([...this.pollers.values()].map((p) => p.stop()));
-      await this.invoker.stop(this.options.shutdownGraceMs);
-      await this.unlisten?.();
-      try {
-        // Invocations cut short go back at once instead of waiting out their lease.
-        await this.db.query(this.queries.sql.releaseInvocations, [this.node, new Date(this.options.clock.now())]);
-      } catch (err) {
-        this.options.logger.warn({ err: errorMessage(err) }, 'drover: could not release leases; they expire on their own');
-      }
+  /** After the pollers stopped: running invocations (up to shutdownGrace), LISTEN, leases. */
+  private async drainEngine(): Promise<void> {
+    if (this.pollers.size === 0 && !this.unlisten) return;
+    await this.invoker.stop(this.options.shutdownGraceMs);
+    await this.unlisten?.();
+    try {
+      // Invocations cut short go back at once instead of waiting out their lease.
+      await this.db.query(this.queries.sql.releaseInvocations, [this.node, new Date(this.options.clock.now())]);
+    } catch (err) {
+      this.options.logger.warn({ err: errorMessage(err) }, 'drover: could not release leases; they expire on their own');
     }
-    for (const w of [...this.waiters]) w();
-    await this.db.close();
-    this.options.logger.info({ node: this.node }, 'drover: stopped');
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.drainAndClose();
+    return this.stopping;
+  }
+
+  private async drainAndClose(): Promise<void> {
+    clearTimeout(this.maxRunTimer);
+    this.state = 'stopping';
+    try {
+      await this.supervisor.shutdown();
+    } finally {
+      this.state = 'stopped';
+      for (const w of [...this.waiters]) w();
+      await this.db.close();
+      this.options.logger.info({ node: this.node }, 'drover: stopped');
+      this.resolveDone();
+    }
   }
 
   private assertOpen(): void {

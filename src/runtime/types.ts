@@ -1,7 +1,10 @@
 import type { EventObject, StateValue } from 'xstate';
 import type { TransitionFilter, TransitionMessage } from '../bus/local.js';
 import type { CallerTransaction } from '../db/database.js';
+import type { PeriodicOptions, PeriodicRun } from '../periodic/periodic.js';
+import type { ScheduleSpec } from '../periodic/schedule.js';
 import type { RecordStatus } from '../record/step.js';
+import type { Supervisor, WorkerHandle } from '../supervisor/supervisor.js';
 
 // The public shapes of the runtime: what its calls take and return.
 
@@ -67,6 +70,15 @@ export interface Page<T> {
 /** What `waitFor()` waits for. */
 export type WaitCondition = { state: StateValue } | { status: RecordStatus } | ((record: RecordView) => boolean);
 
+/** A live node, as `runtime.nodes()` lists it. */
+export interface NodeInfo {
+  id: string;
+  host: string;
+  pid: number;
+  startedAt: Date;
+  lastSeen: Date;
+}
+
 /** A running drover: the API services call. */
 export interface Runtime {
   /** This runtime's node id. */
@@ -102,8 +114,25 @@ export interface Runtime {
   cancel(machine: string, id: string, reason?: string): Promise<boolean>;
   /** Calls `handler` for each committed transition that matches. Returns an unsubscribe function. */
   subscribe(filter: TransitionFilter, handler: (t: TransitionMessage) => void | Promise<void>): () => void;
-  /** Starts the pollers. A runtime never started is a client: its calls work, nothing runs. */
+  /** The operator API: workers, periodics, enable/disable, pause/resume, run records. */
+  readonly supervisor: Supervisor;
+  /**
+   * Registers a periodic actor: `every` (`30s`, `PT5M`) or `cron` (+ IANA `timezone`). Exactly
+   * one run per tick across every node on the database; starts with the runtime (at once if it runs).
+   * @example drover.periodic('nightly-report', { cron: '0 3 * * *', timezone: 'Europe/London' }, async () => 'sent 12 mails', { jitter: '30s' });
+   */
+  periodic(name: string, schedule: ScheduleSpec, run: PeriodicRun, options?: PeriodicOptions): WorkerHandle;
+  /** Nodes whose heartbeat is recent (within three heartbeat intervals). */
+  nodes(): Promise<NodeInfo[]>;
+  /**
+   * Makes SIGINT/SIGTERM drain gracefully and exit 0 (a second signal exits at once with 1).
+   * Returns a function that removes the handlers.
+   */
+  handleSignals(signals?: readonly NodeJS.Signals[]): () => void;
+  /** Resolves once the runtime has stopped: `stop()`, a signal, or `maxRunTime`. */
+  readonly done: Promise<void>;
+  /** Starts the supervisor: pollers, housekeeping, every worker and periodic. A runtime never started is a client: its calls work, nothing runs. */
   start(): Promise<void>;
-  /** Stops claiming, finishes in-flight work (up to `shutdownGrace`), releases leases, closes. */
+  /** Drains: stops claiming and ticking, lets in-flight work finish (up to `shutdownGrace`), releases leases, closes. */
   stop(): Promise<void>;
 }
