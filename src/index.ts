@@ -1,6 +1,7 @@
 // The public API of drover: re-exports only.
 
 export type { TransitionFilter, TransitionMessage } from './bus/local.js';
+export type { NatsSource } from './bus/nats.js';
 export type { CallerTransaction } from './db/database.js';
 export {
   DroverError,
@@ -25,7 +26,7 @@ export { stateString } from './record/state.js';
 export type { RecordStatus } from './record/step.js';
 export type { RuntimeOptions } from './runtime/options.js';
 export { createRuntime } from './runtime/runtime.js';
-export type { CreateOptions, DroverEvent, HistoryEntry, NodeInfo, Page, RecordView, Runtime, WaitCondition } from './runtime/types.js';
+export type { CreateOptions, DroverEvent, HistoryEntry, NodeInfo, Page, RecordView, Runtime, Unsubscribe, WaitCondition } from './runtime/types.js';
 export type { PeriodicContext, PeriodicOptions, PeriodicResult, PeriodicRun } from './periodic/periodic.js';
 export type { ScheduleSpec } from './periodic/schedule.js';
 export type { MetricEvent, MetricStream } from './supervisor/metrics.js';

@@ -46,7 +46,8 @@ describe('createRuntime options', () => {
     ['a fractional concurrency', { concurrency: 1.5 }],
     ['a lease under 100 ms', { lease: 50 }],
     ['a poll interval that is not a duration', { pollInterval: 'often' }],
-    ['a NATS URL (not in this version)', { nats: 'nats://127.0.0.1:4222' }],
+    ['a NATS prefix that is not one subject token', { natsPrefix: 'a.b' }],
+    ['a stream name with a dot', { stream: { name: 'DROVER.X' } }],
     ['a database that is neither string, pool nor PGlite', { database: 42 }],
     ['a machine not made by durable()', { machines: [{ id: 'raw' }] }],
   ])('rejects %s with InvalidArgumentError', async (_what, options) => {

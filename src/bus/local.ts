@@ -12,11 +12,26 @@ export interface TransitionMessage {
   event: EventObject;
   at: Date;
   seq: number;
+  /** Every context field whose name ends in `_id`, at this transition. */
+  ids: Record<string, unknown>;
+  /** W3C trace context of the request behind it, when known (NATS messages carry it). */
+  traceparent?: string | null;
 }
 
 /** The messages for a record's committed transitions. */
 export function transitionMessages(id: string, machine: string, version: number, transitions: TransitionRow[]): TransitionMessage[] {
-  return transitions.map((t) => ({ id, machine, version, from: t.from, to: t.to, status: t.status, event: t.event, at: new Date(t.at), seq: t.seq }));
+  return transitions.map((t) => ({
+    id,
+    machine,
+    version,
+    from: t.from,
+    to: t.to,
+    status: t.status,
+    event: t.event,
+    at: new Date(t.at),
+    seq: t.seq,
+    ids: t.ids ?? {},
+  }));
 }
 
 /** Which transitions a subscriber wants; every field is optional. */
@@ -29,7 +44,8 @@ export interface TransitionFilter {
 
 type Handler = (t: TransitionMessage) => void | Promise<void>;
 
-const statePrefixMatch = (want: string | undefined, got: string | null) =>
+/** Whether a state string matches a filter: itself, a child (`b` → `b.x`), or a parallel leaf. */
+export const statePrefixMatch = (want: string | undefined, got: string | null) =>
   want === undefined || got?.split(',').some((leaf) => leaf === want || leaf.startsWith(`${want}.`));
 
 /**

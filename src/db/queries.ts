@@ -58,7 +58,16 @@ export interface EventRow {
 
 /** A transition as the `transitions` table's columns (the JSON the batch statements read). */
 export function transitionColumns(t: TransitionRow) {
-  return { seq: t.seq, from_state: t.from, to_state: t.to, status: t.status, event: t.event, error: t.error ?? null, at: new Date(t.at) };
+  return {
+    seq: t.seq,
+    from_state: t.from,
+    to_state: t.to,
+    status: t.status,
+    event: t.event,
+    error: t.error ?? null,
+    at: new Date(t.at),
+    ids: t.ids ?? {},
+  };
 }
 
 const INSTANCE_COLUMNS =
@@ -68,8 +77,11 @@ const INSTANCE_COLUMNS =
  * Every statement drover runs, built once per schema. The loop's statements (claims,
  * persist, completions) are single round trips that take a whole batch as one JSON array.
  */
-export function createQueries(schema: string) {
+export function createQueries(schema: string, options: { outbox?: boolean } = {}) {
   const s = quoteSchema(schema);
+  // With a relay (NATS) new transition rows wait in the outbox; without one they are born published.
+  const published = (at: string) => (options.outbox ? 'NULL::timestamptz' : at);
+  const CONTEXT_IDS = `(SELECT coalesce(jsonb_object_agg(key, value), '{}') FROM jsonb_each(CASE WHEN jsonb_typeof(snapshot->'context') = 'object' THEN snapshot->'context' ELSE '{}' END) WHERE key LIKE '%\\_id')`;
   const channel = `drover_${schema}`;
   const json = (v: unknown) => JSON.stringify(v, errorReplacer);
 
@@ -82,9 +94,10 @@ export function createQueries(schema: string) {
         ON CONFLICT DO NOTHING
         RETURNING machine, id),
       tr AS (
-        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at)
-        SELECT ins.machine, ins.id, $3, t.seq, t.from_state, t.to_state, t.status, t.event, t.error, t.at
-        FROM ins, jsonb_to_recordset($15::jsonb) AS t(seq int, from_state text, to_state text, status text, event jsonb, error jsonb, at timestamptz)),
+        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at, ids, published_at)
+        SELECT ins.machine, ins.id, $3, t.seq, t.from_state, t.to_state, t.status, t.event, t.error, t.at, t.ids, ${published('t.at')}
+        FROM ins, jsonb_to_recordset($15::jsonb) AS t(seq int, from_state text, to_state text, status text, event jsonb, error jsonb,
+             at timestamptz, ids jsonb)),
       inv AS (
         INSERT INTO ${s}.invocations (machine, instance_id, invoke_id, token, version, queue, src, input, priority, locked_until, created_at)
         SELECT ins.machine, ins.id, v.invoke_id, v.token, $3, $4, v.src, v.input, $11, v.locked_until, $8
@@ -156,10 +169,11 @@ export function createQueries(schema: string) {
         WHERE i.machine = u.machine AND i.id = u.id AND i.row_version = u.row_version
         RETURNING i.machine, i.id, i.status, i.queue, i.priority, i.version, i.event_seq),
       tr AS (
-        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at)
-        SELECT t.machine, t.instance_id, upd.version, t.seq, t.from_state, t.to_state, t.status, t.event, t.error, t.at
+        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at, ids, published_at)
+        SELECT t.machine, t.instance_id, upd.version, t.seq, t.from_state, t.to_state, t.status, t.event, t.error, t.at, t.ids,
+               ${published('t.at')}
         FROM jsonb_to_recordset($3::jsonb) AS t(machine text, instance_id text, seq int, from_state text, to_state text,
-             status text, event jsonb, error jsonb, at timestamptz)
+             status text, event jsonb, error jsonb, at timestamptz, ids jsonb)
         JOIN upd ON upd.machine = t.machine AND upd.id = t.instance_id),
       consumed AS (
         DELETE FROM ${s}.events e USING jsonb_to_recordset($4::jsonb) AS c(machine text, instance_id text, id bigint), upd
@@ -191,10 +205,10 @@ export function createQueries(schema: string) {
         UPDATE ${s}.instances SET status = 'failed', error = $4::jsonb, wake_at = NULL, locked_by = NULL, locked_until = NULL,
                seq = seq + 1, row_version = row_version + 1, updated_at = $5
         WHERE machine = $1 AND id = $2 AND locked_by = $3 AND row_version = $6
-        RETURNING machine, id, version, seq, state),
+        RETURNING machine, id, version, seq, state, snapshot),
       tr AS (
-        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at)
-        SELECT machine, id, version, seq, state, state, 'failed', $7::jsonb, $4::jsonb, $5 FROM upd)
+        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at, ids, published_at)
+        SELECT machine, id, version, seq, state, state, 'failed', $7::jsonb, $4::jsonb, $5, ${CONTEXT_IDS}, ${published('$5::timestamptz')} FROM upd)
       SELECT count(*)::int AS n FROM upd`,
     claimInvocations: `
       WITH due AS (
@@ -247,10 +261,11 @@ export function createQueries(schema: string) {
         UPDATE ${s}.instances SET status = 'cancelled', wake_at = NULL, timers = '[]', locked_by = NULL, locked_until = NULL,
                error = $3::jsonb, seq = seq + 1, row_version = row_version + 1, updated_at = $4
         WHERE machine = $1 AND id = $2 AND status = 'active'
-        RETURNING machine, id, version, seq, state),
+        RETURNING machine, id, version, seq, state, snapshot),
       tr AS (
-        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at)
-        SELECT machine, id, version, seq, state, state, 'cancelled', $5::jsonb, $3::jsonb, $4 FROM upd),
+        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at, ids, published_at)
+        SELECT machine, id, version, seq, state, state, 'cancelled', $5::jsonb, $3::jsonb, $4, ${CONTEXT_IDS}, ${published('$4::timestamptz')}
+        FROM upd),
       inv AS (DELETE FROM ${s}.invocations v USING upd WHERE v.machine = upd.machine AND v.instance_id = upd.id),
       ev AS (DELETE FROM ${s}.events e USING upd WHERE e.machine = upd.machine AND e.instance_id = upd.id)
       SELECT count(*)::int AS n FROM upd`,

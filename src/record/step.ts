@@ -30,6 +30,17 @@ export interface TransitionRow {
   event: EventObject;
   error?: ReturnType<typeof serializeError>;
   at: number;
+  /** Every context field whose name ends in `_id`, as published with the transition. */
+  ids?: Record<string, unknown>;
+}
+
+/** The context fields whose names end in `_id` (top level): what a published transition carries. */
+export function contextIds(context: unknown): Record<string, unknown> {
+  const ids: Record<string, unknown> = {};
+  if (context && typeof context === 'object') {
+    for (const [key, value] of Object.entries(context)) if (key.endsWith('_id') && value !== undefined) ids[key] = value;
+  }
+  return ids;
 }
 
 /** Something due for a record: an inbox event or a timer. */
@@ -82,7 +93,7 @@ export function initialStep(def: DurableMachine, input: unknown, now: number, ti
   out.state = stateString(snapshot.value);
   const queue: EventObject[] = [];
   const failure = applyActions(out, actions, timerBase, queue);
-  out.transitions.push({ seq: 1, from: null, to: out.state, status: 'active', event: init, at: now });
+  out.transitions.push({ seq: 1, from: null, to: out.state, status: 'active', event: init, at: now, ids: contextIds(snapshot.context) });
   out.seq = 1;
   settle(out, snapshot, init, now, failure);
   if (out.status === 'active' && queue.length > 0) fold(def, out, queue, now);
@@ -155,7 +166,16 @@ function settle(out: StepOutcome, next: AnyMachineSnapshot, event: EventObject, 
   if (changedState) out.enteredAt = now;
   if (changedState || status !== out.status) {
     out.seq += 1;
-    out.transitions.push({ seq: out.seq, from, to: out.state, status, event, error: status === 'failed' ? out.error : undefined, at: now });
+    out.transitions.push({
+      seq: out.seq,
+      from,
+      to: out.state,
+      status,
+      event,
+      error: status === 'failed' ? out.error : undefined,
+      at: now,
+      ids: contextIds(next.context),
+    });
   }
   out.status = status;
   if (status !== 'active') out.timers = [];

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type pg from 'pg';
 import type { InspectionEvent, Observer } from 'xstate';
+import type { NatsSettings, NatsSource } from '../bus/nats.js';
 import type { Database } from '../db/database.js';
 import { quoteSchema } from '../db/database.js';
 import { pgDatabase } from '../db/pg.js';
@@ -19,8 +20,18 @@ export interface RuntimeOptions {
   database?: string | pg.Pool | PGliteLike;
   /** The schema drover keeps its tables in. Default `drover`. */
   schema?: string;
-  /** `false` or omitted: the in-process bus. (A NATS connection comes with the NATS issue.) */
-  nats?: false;
+  /**
+   * NATS: servers (`'nats://127.0.0.1:4222'` or a list), connection options (servers,
+   * credentials, TLS, name…), or a connection the application already holds. `false` or
+   * omitted: the in-process bus, no outbox.
+   */
+  nats?: NatsSource | false;
+  /** The subject prefix on NATS (`<prefix>.transition.…`). Default `drover`. */
+  natsPrefix?: string;
+  /** The JetStream stream of transitions: name (default `DROVER`), duplicate window (default 2m), max age (default 7d). */
+  stream?: { name?: string; duplicateWindow?: Duration; maxAge?: Duration };
+  /** How often the outbox relay looks for unpublished transitions when no commit wakes it. Default 1s. */
+  relayInterval?: Duration;
   /** The durable machines this runtime knows (every version still running). */
   machines?: readonly DurableMachine[];
   /** A folder whose modules export durable machines; added to `machines`. */
@@ -72,6 +83,9 @@ export interface ResolvedOptions {
   reaperIntervalMs: number;
   runRetentionMs: number;
   maxRunTimeMs: number | undefined;
+  nats: NatsSource | undefined;
+  natsSettings: NatsSettings;
+  relayIntervalMs: number;
 }
 
 const positiveInt = (name: string, value: number | undefined, fallback: number) => {
@@ -90,9 +104,15 @@ const atLeast = (name: string, value: Duration, min: number) => {
 export async function resolveOptions(options: RuntimeOptions): Promise<ResolvedOptions> {
   const schema = options.schema ?? 'drover';
   quoteSchema(schema);
-  if (options.nats !== undefined && options.nats !== false) {
-    throw new InvalidArgumentError('nats: only `false` (the in-process bus) is supported in this version');
+  const prefix = options.natsPrefix ?? 'drover';
+  if (typeof prefix !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(prefix)) {
+    throw new InvalidArgumentError(`natsPrefix "${String(prefix)}" must be 1-64 letters, digits, "_" or "-" (one subject token)`);
   }
+  const streamName = options.stream?.name ?? 'DROVER';
+  if (typeof streamName !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(streamName)) {
+    throw new InvalidArgumentError(`stream.name "${String(streamName)}" must be 1-64 letters, digits, "_" or "-"`);
+  }
+  const nats = options.nats === false || options.nats === undefined || options.nats === null ? undefined : options.nats;
   const logger = options.logger ?? silentLogger;
   const machines = [...(options.machines ?? [])];
   if (options.machinesDir) machines.push(...(await loadMachinesDir(options.machinesDir)));
@@ -118,6 +138,14 @@ export async function resolveOptions(options: RuntimeOptions): Promise<ResolvedO
     reaperIntervalMs: atLeast('reaperInterval', options.reaperInterval ?? '1m', 10),
     runRetentionMs: atLeast('runRetention', options.runRetention ?? '7d', 1000),
     maxRunTimeMs: options.maxRunTime === undefined ? undefined : atLeast('maxRunTime', options.maxRunTime, 1),
+    nats,
+    natsSettings: {
+      prefix,
+      stream: streamName,
+      duplicateWindowMs: atLeast('stream.duplicateWindow', options.stream?.duplicateWindow ?? '2m', 1000),
+      maxAgeMs: atLeast('stream.maxAge', options.stream?.maxAge ?? '7d', 1000),
+    },
+    relayIntervalMs: atLeast('relayInterval', options.relayInterval ?? '1s', 10),
   };
   const source = options.database;
   let db: Database;

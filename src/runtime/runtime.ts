@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { type EventObject, matchesState, type StateValue } from 'xstate';
 import { LocalBus, type TransitionFilter, type TransitionMessage, transitionMessages } from '../bus/local.js';
+import { NatsBus, subjectToken } from '../bus/nats.js';
+import { createRelay } from '../bus/relay.js';
 import { adoptTransaction, type CallerTransaction, type Database, type Queryable, withRetry } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
 import { createQueries, type InstanceRow, type Queries, transitionColumns } from '../db/queries.js';
@@ -23,10 +25,10 @@ import { type PeriodicOptions, type PeriodicRun, periodicConfig, periodicWorker 
 import type { ScheduleSpec } from '../periodic/schedule.js';
 import { MachineRegistry } from '../record/registry.js';
 import { restoreSnapshot } from '../record/state.js';
-import { initialStep, nextWake, type RecordStatus } from '../record/step.js';
+import { contextIds, initialStep, nextWake, type RecordStatus } from '../record/step.js';
 import { type ResolvedOptions, type RuntimeOptions, resolveOptions } from './options.js';
 import { Supervisor, type WorkerHandle } from '../supervisor/supervisor.js';
-import type { CreateOptions, DroverEvent, HistoryEntry, NodeInfo, Page, RecordView, Runtime, WaitCondition } from './types.js';
+import type { CreateOptions, DroverEvent, HistoryEntry, NodeInfo, Page, RecordView, Runtime, Unsubscribe, WaitCondition } from './types.js';
 
 /**
  * Creates a drover runtime: opens (or adopts) the database, applies migrations into the
@@ -38,14 +40,19 @@ import type { CreateOptions, DroverEvent, HistoryEntry, NodeInfo, Page, RecordVi
  */
 export async function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
   const resolved = await resolveOptions(options);
+  let nats: NatsBus | undefined;
   try {
     await withRetry(() => migrate(resolved.db, resolved.schema));
+    if (resolved.nats !== undefined) nats = await NatsBus.open(resolved.nats, resolved.natsSettings, resolved.logger);
   } catch (err) {
     await resolved.db.close();
     throw err;
   }
-  return new DroverRuntime(resolved);
+  return new DroverRuntime(resolved, nats);
 }
+
+/** The reply of `<prefix>.send.<machine>`: stored, or a typed error. */
+type SendReply = { ok: true } | { ok: false; error: { code: string; name: string; message: string } };
 
 const STATUSES = new Set(['active', 'done', 'failed', 'cancelled']);
 
@@ -70,11 +77,14 @@ class DroverRuntime implements Runtime {
     this.resolveDone = resolve;
   });
 
-  constructor(private readonly options: ResolvedOptions) {
+  constructor(
+    private readonly options: ResolvedOptions,
+    private readonly nats: NatsBus | undefined,
+  ) {
     this.node = options.node;
     this.schema = options.schema;
     this.db = options.db;
-    this.queries = createQueries(options.schema);
+    this.queries = createQueries(options.schema, { outbox: nats !== undefined });
     this.registry = new MachineRegistry(options.machines);
     this.bus = new LocalBus((err) => options.logger.error({ err: errorMessage(err) }, 'drover: subscriber failed'));
     this.ctx = {
@@ -91,6 +101,7 @@ class DroverRuntime implements Runtime {
       bus: this.bus,
       changed: () => {
         for (const w of [...this.waiters]) w();
+        this.committed();
       },
       wake: (queue) => this.pollers.get(queue)?.wake(),
     };
@@ -110,7 +121,46 @@ class DroverRuntime implements Runtime {
       assertOpen: () => this.assertOpen(),
       bootEngine: () => this.bootEngine(),
       drainEngine: () => this.drainEngine(),
+      ...(nats ? { announce: (op, value) => nats.publishControl(op, value, this.node) } : {}),
     });
+    if (nats) {
+      const relay = createRelay({
+        db: this.db,
+        schema: this.schema,
+        bus: nats,
+        clock: options.clock,
+        logger: options.logger,
+        idleMs: options.relayIntervalMs,
+      });
+      this.supervisor.addHousekeeping('drover.relay', () => relay.handler());
+    }
+  }
+
+  /** After a commit of this node: the relay publishes it now instead of at its next look. */
+  private committed(): void {
+    if (this.nats) this.supervisor.wake('drover.relay');
+  }
+
+  /** After create()/send() outside a caller transaction: pollers on other nodes look now. */
+  private announceWork(queue: string): void {
+    this.nats?.publishWake(queue, this.node);
+  }
+
+  /** Answers one `<prefix>.send.<machine>` request: the reply comes once the event is stored. */
+  private async answerSend(machine: string, body: unknown): Promise<SendReply> {
+    try {
+      if (!body || typeof body !== 'object') throw new InvalidArgumentError('the request must be a JSON object { id, event }');
+      const { id, event } = body as { id?: unknown; event?: unknown };
+      if (typeof id !== 'string' || id.length === 0) throw new InvalidArgumentError('the request needs a non-empty string `id`');
+      await this.send(machine, id, event as DroverEvent);
+      return { ok: true };
+    } catch (err) {
+      const e = err as { code?: unknown; name?: unknown };
+      return {
+        ok: false,
+        error: { code: typeof e.code === 'string' ? e.code : 'INTERNAL', name: typeof e.name === 'string' ? e.name : 'Error', message: errorMessage(err) },
+      };
+    }
   }
 
   periodic(name: string, schedule: ScheduleSpec, run: PeriodicRun, options: PeriodicOptions = {}): WorkerHandle {
@@ -221,6 +271,8 @@ class DroverRuntime implements Runtime {
     else {
       await withRetry(() => run(this.db));
       this.ctx.wake(def.queue);
+      this.announceWork(def.queue);
+      this.committed();
       this.bus.publish(transitionMessages(id, def.name, def.version, out.transitions));
     }
     return {
@@ -281,7 +333,11 @@ class DroverRuntime implements Runtime {
       return def.queue;
     };
     if (options.tx) await run(adoptTransaction(options.tx));
-    else this.ctx.wake(await withRetry(() => run(this.db)));
+    else {
+      const queue = await withRetry(() => run(this.db));
+      this.ctx.wake(queue);
+      this.announceWork(queue);
+    }
   }
 
   async get(machine: string, id: string): Promise<RecordView | null> {
@@ -392,6 +448,7 @@ class DroverRuntime implements Runtime {
         event,
         at: now,
         seq: row.seq,
+        ids: contextIds(row.snapshot.context),
       };
       this.bus.publish([message]);
       this.ctx.changed([message]);
@@ -399,9 +456,21 @@ class DroverRuntime implements Runtime {
     return true;
   }
 
-  subscribe(filter: TransitionFilter, handler: (t: TransitionMessage) => void | Promise<void>): () => void {
+  subscribe(
+    filter: TransitionFilter,
+    handler: (t: TransitionMessage) => void | Promise<void>,
+    options: { durable?: string } = {},
+  ): Unsubscribe {
+    this.assertOpen();
     if (filter.machine !== undefined) this.registry.assertKnown(filter.machine);
-    return this.bus.subscribe(filter, handler);
+    if (options.durable !== undefined && (typeof options.durable !== 'string' || !/^[A-Za-z0-9_-]{1,100}$/.test(options.durable))) {
+      throw new InvalidArgumentError('durable must be 1-100 letters, digits, "_" or "-"');
+    }
+    if (this.nats) return this.nats.subscribe(filter, handler, options.durable);
+    if (options.durable !== undefined) {
+      throw new InvalidArgumentError('a durable subscription needs NATS (the `nats` option); the in-process bus delivers live transitions only');
+    }
+    return Object.assign(this.bus.subscribe(filter, handler), { ready: Promise.resolve() });
   }
 
   async start(): Promise<void> {
@@ -426,6 +495,18 @@ class DroverRuntime implements Runtime {
       if (queue) this.pollers.get(queue)?.wake();
       else for (const p of this.pollers.values()) p.wake();
     });
+    if (this.nats) {
+      const nats = this.nats;
+      await nats.ensureStream();
+      nats.serveSend((machine, body) => this.answerSend(machine, body));
+      nats.onControl((_op, _value, node) => {
+        if (node !== this.node) this.supervisor.refreshControl();
+      });
+      nats.onWake((queue, node) => {
+        if (node === this.node) return;
+        for (const p of this.pollers.values()) if (subjectToken(p.queue) === queue) p.wake();
+      });
+    }
     this.invoker.fuse = (queue, row, event) => this.pollers.get(queue)?.fuse(row, event) ?? false;
     this.invoker.startHeartbeat();
     for (const queue of this.registry.queues()) {
@@ -462,6 +543,7 @@ class DroverRuntime implements Runtime {
     } finally {
       this.state = 'stopped';
       for (const w of [...this.waiters]) w();
+      await this.nats?.close().catch((err: unknown) => this.options.logger.warn({ err: errorMessage(err) }, 'drover: NATS close failed'));
       await this.db.close();
       this.options.logger.info({ node: this.node }, 'drover: stopped');
       this.resolveDone();

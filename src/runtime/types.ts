@@ -70,6 +70,9 @@ export interface Page<T> {
 /** What `waitFor()` waits for. */
 export type WaitCondition = { state: StateValue } | { status: RecordStatus } | ((record: RecordView) => boolean);
 
+/** What `subscribe()` returns: call it to unsubscribe; `ready` resolves once delivery is set up. */
+export type Unsubscribe = (() => void) & { ready: Promise<void> };
+
 /** A live node, as `runtime.nodes()` lists it. */
 export interface NodeInfo {
   id: string;
@@ -112,8 +115,14 @@ export interface Runtime {
   waitFor(machine: string, id: string, condition: WaitCondition, options?: { timeoutMs?: number }): Promise<RecordView>;
   /** Cancels an active record: status `cancelled`, invocations stopped. False if it had already finished. */
   cancel(machine: string, id: string, reason?: string): Promise<boolean>;
-  /** Calls `handler` for each committed transition that matches. Returns an unsubscribe function. */
-  subscribe(filter: TransitionFilter, handler: (t: TransitionMessage) => void | Promise<void>): () => void;
+  /**
+   * Calls `handler` for each committed transition that matches. With NATS: a JetStream
+   * consumer (with `durable`, a named one that a restarted subscriber resumes; a message is
+   * acknowledged when the handler resolves). Without: the in-process bus (live only).
+   * Returns an unsubscribe function; its `ready` resolves once the consumer is in place.
+   * @example const off = drover.subscribe({ machine: 'order', to: 'shipped' }, (t) => notify(t.ids), { durable: 'mailer' }); await off.ready;
+   */
+  subscribe(filter: TransitionFilter, handler: (t: TransitionMessage) => void | Promise<void>, options?: { durable?: string }): Unsubscribe;
   /** The operator API: workers, periodics, enable/disable, pause/resume, run records. */
   readonly supervisor: Supervisor;
   /**

@@ -64,6 +64,8 @@ export interface SupervisorDeps {
   bootEngine(): Promise<void>;
   /** Stops the engine after the pollers: running invocations, LISTEN, leases. */
   drainEngine(): Promise<void>;
+  /** Tells the other nodes about a control change at once (NATS); they also find it by polling. */
+  announce?: (op: 'enable' | 'disable' | 'pause' | 'resume', value: string) => void;
 }
 
 interface Entry {
@@ -343,14 +345,29 @@ export class Supervisor {
       'drover.heartbeat': this.deps.heartbeatIntervalMs,
       'drover.reaper': this.deps.reaperIntervalMs,
     }[name] as number;
-    this.spawn(name, 'worker', true, {
-      handler: async () => {
+    this.addHousekeeping(
+      name,
+      async () => {
         await tick();
         return { kind: 'none', idleMs: interval };
       },
-      maxPanicAttempts: 0,
-      panicBackoffMs: Math.min(1000, interval),
-    });
+      Math.min(1000, interval),
+    );
+  }
+
+  /** @internal Adds an engine actor (`drover.*`) that starts and stops with the supervisor. */
+  addHousekeeping(name: string, handler: WorkerHandler, panicBackoffMs = 1000): void {
+    this.spawn(name, 'worker', true, { handler, maxPanicAttempts: 0, panicBackoffMs });
+  }
+
+  /** @internal Cuts a worker's idle sleep short (the relay after a commit). */
+  wake(name: string): void {
+    this.entries.get(name)?.actor.send({ type: 'WAKE' });
+  }
+
+  /** @internal Re-reads control state now (a control message from another node). */
+  refreshControl(): void {
+    this.syncControl().catch((err: unknown) => this.deps.logger.warn({ err: errorMessage(err) }, 'drover: control refresh failed'));
   }
 
   private spawn(
@@ -415,6 +432,7 @@ export class Supervisor {
     if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`worker name "${String(name)}" is invalid`);
     await this.deps.db.query(this.deps.sql.setEnabled, [name, enabled, new Date(this.deps.clock.now())]);
     await this.syncControl();
+    this.deps.announce?.(enabled ? 'enable' : 'disable', name);
   }
 
   private async setPaused(tag: string, paused: boolean): Promise<void> {
@@ -422,6 +440,7 @@ export class Supervisor {
     if (typeof tag !== 'string' || !TAG.test(tag)) throw new InvalidArgumentError(`tag "${String(tag)}" is invalid: use 1-200 letters, digits or _.:-`);
     await this.deps.db.query(this.deps.sql.setPaused, [tag, paused, new Date(this.deps.clock.now())]);
     await this.syncControl();
+    this.deps.announce?.(paused ? 'pause' : 'resume', tag);
   }
 
   /** Reads enable/disable and paused tags from the database and applies them to the actors. */

@@ -50,10 +50,12 @@ interface WorkerContext extends WorkerInput {
   last: 'none' | 'done' | 'fail' | 'panic' | null;
   controller: AbortController;
   everStarted: boolean;
+  /** A WAKE arrived during the call: call again instead of sleeping. */
+  woken: boolean;
 }
 
 /** Events a worker actor takes. */
-export type WorkerEvent = { type: 'START' } | { type: 'STOP' } | { type: 'ENABLE' } | { type: 'DISABLE' };
+export type WorkerEvent = { type: 'START' } | { type: 'STOP' } | { type: 'ENABLE' } | { type: 'DISABLE' } | { type: 'WAKE' };
 
 const isResult = (r: unknown): r is HandlerResult =>
   typeof r === 'object' && r !== null && ['none', 'done', 'fail'].includes((r as { kind?: string }).kind as string);
@@ -110,7 +112,7 @@ export const workerMachine = setup({
     wanted: ({ context }) => context.wanted,
     crashLimit: ({ context }) => context.last === 'panic' && context.maxPanicAttempts > 0 && context.panics >= context.maxPanicAttempts,
     panicked: ({ context }) => context.last === 'panic',
-    again: ({ context }) => context.last === 'done',
+    again: ({ context }) => context.last === 'done' || (context.woken && context.last !== 'fail'),
   },
   actions: {
     want: assign({ wanted: true }),
@@ -132,6 +134,7 @@ export const workerMachine = setup({
     last: null,
     controller: new AbortController(),
     everStarted: false,
+    woken: false,
   }),
   initial: 'stopped',
   on: { ENABLE: { actions: 'enable' }, DISABLE: { actions: 'disable' } },
@@ -174,11 +177,12 @@ export const workerMachine = setup({
         START: { actions: 'want' },
         STOP: { actions: ['unwant', 'abort'] },
         DISABLE: { actions: ['disable', 'abort'] },
+        WAKE: { actions: assign({ woken: true }) },
       },
       initial: 'calling',
       states: {
         calling: {
-          entry: assign({ controller: () => new AbortController() }),
+          entry: assign({ controller: () => new AbortController(), woken: false }),
           invoke: {
             src: 'call',
             input: ({ context }) => context,
@@ -217,6 +221,8 @@ export const workerMachine = setup({
             { guard: 'disabled', target: 'draining' },
           ],
           after: { idle: 'calling' },
+          // Something happened that the worker waits for (a commit for the relay): call now.
+          on: { WAKE: 'calling' },
         },
         backoff: {
           always: [

@@ -1,0 +1,260 @@
+import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { connect, headers, type NatsConnection, type NodeConnectionOptions, nanos, type Subscription } from '@nats-io/transport-node';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { TransitionFilter, TransitionMessage } from './local.js';
+import { statePrefixMatch } from './local.js';
+
+/** What the runtime's `nats` option takes: servers, connection options, or a connection the application holds. */
+export type NatsSource = string | string[] | NodeConnectionOptions | NatsConnection;
+
+/** Subjects and stream settings, resolved once. */
+export interface NatsSettings {
+  /** Subject prefix, default `drover`. */
+  prefix: string;
+  /** JetStream stream name, default `DROVER`. */
+  stream: string;
+  duplicateWindowMs: number;
+  maxAgeMs: number;
+}
+
+/** A published transition: the JSON payload on `<prefix>.transition.<machine>.<to>`. */
+export interface PublishedTransition extends TransitionMessage {
+  traceparent: string | null;
+}
+
+/** One state string as one subject token: `.`, `*`, `>` and white space become `_`. */
+export function subjectToken(state: string): string {
+  return state.replace(/[.*>\s]/g, '_') || '_';
+}
+
+const isConnection = (v: unknown): v is NatsConnection =>
+  typeof v === 'object' && v !== null && typeof (v as NatsConnection).publish === 'function' && typeof (v as NatsConnection).drain === 'function';
+
+const encoder = new TextEncoder();
+
+/**
+ * drover on NATS: transitions into a JetStream stream (deduplicated by `Nats-Msg-Id`), durable
+ * or live subscriptions, request/reply `send`, control and wake-up messages between nodes.
+ */
+export class NatsBus {
+  private readonly subs: Subscription[] = [];
+  private readonly consumers = new Set<{ stop(): Promise<void> }>();
+  /** False while the client is disconnected: the relay then waits instead of holding a transaction open on a publish that cannot succeed. */
+  connected = true;
+
+  private constructor(
+    readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly owned: boolean,
+    readonly settings: NatsSettings,
+    private readonly logger: Logger,
+  ) {
+    void (async () => {
+      for await (const status of nc.status()) {
+        if (status.type === 'disconnect' || status.type === 'close') this.connected = false;
+        else if (status.type === 'reconnect') this.connected = true;
+        if (status.type === 'disconnect' || status.type === 'reconnect') logger.warn({ nats: status.type }, `drover: NATS ${status.type}`);
+      }
+    })();
+  }
+
+  /** Connects (or adopts a connection) and makes sure JetStream answers. */
+  static async open(source: NatsSource, settings: NatsSettings, logger: Logger): Promise<NatsBus> {
+    const owned = !isConnection(source);
+    const nc = isConnection(source)
+      ? source
+      : await connect({
+          name: 'drover',
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 500,
+          ...(typeof source === 'string' || Array.isArray(source) ? { servers: source } : source),
+        });
+    try {
+      const jsm = await jetstreamManager(nc);
+      return new NatsBus(nc, jetstream(nc), jsm, owned, settings, logger);
+    } catch (err) {
+      if (owned) await nc.close();
+      throw err;
+    }
+  }
+
+  subject(kind: 'transition' | 'send' | 'control' | 'wake' | 'sla', ...tokens: string[]): string {
+    return [this.settings.prefix, kind, ...tokens].join('.');
+  }
+
+  /** Creates the stream, or updates its subjects and limits to these settings. */
+  async ensureStream(): Promise<void> {
+    const { stream, duplicateWindowMs, maxAgeMs } = this.settings;
+    const config = {
+      name: stream,
+      subjects: [this.subject('transition', '>'), this.subject('sla', '>')],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      duplicate_window: nanos(duplicateWindowMs),
+      max_age: nanos(maxAgeMs),
+    };
+    try {
+      await this.jsm.streams.info(stream);
+      await this.jsm.streams.update(stream, config);
+    } catch (err) {
+      if (!/stream not found/i.test(errorMessage(err))) throw err;
+      await this.jsm.streams.add(config);
+    }
+  }
+
+  /**
+   * Publishes transitions in the given order and waits for every ack. `Nats-Msg-Id` is
+   * `<machine>:<id>:<seq>`, so a re-publish after a crash is dropped by the stream.
+   */
+  async publishTransitions(rows: PublishedTransition[], timeoutMs = 2000): Promise<void> {
+    const acks = rows.map((t) => {
+      const h = headers();
+      if (t.traceparent) h.set('traceparent', t.traceparent);
+      return this.js.publish(this.subject('transition', t.machine, subjectToken(t.to)), JSON.stringify(t), {
+        msgID: `${t.machine}:${t.id}:${t.seq}`,
+        headers: h,
+        timeout: timeoutMs,
+      });
+    });
+    await Promise.all(acks);
+  }
+
+  /**
+   * Consumes transitions from the stream. With `durable`, a durable consumer of that name: a
+   * restarted subscriber resumes after the last message it acknowledged. Without, only
+   * transitions published from now on. A message is acknowledged once the handler resolves;
+   * a handler that throws gets it again after a pause.
+   */
+  subscribe(
+    filter: TransitionFilter,
+    handler: (t: PublishedTransition) => void | Promise<void>,
+    durable?: string,
+  ): (() => void) & { ready: Promise<void> } {
+    const subject = this.subject('transition', filter.machine ?? '*', '*');
+    let stopped = false;
+    let stopConsumer: (() => Promise<void>) | undefined;
+    const entry = {
+      stop: async () => {
+        stopped = true;
+        await stopConsumer?.();
+      },
+    };
+    this.consumers.add(entry);
+    let markReady!: () => void;
+    const ready = new Promise<void>((resolve) => {
+      markReady = resolve;
+    });
+    const run = async () => {
+      const config = {
+        ack_policy: AckPolicy.Explicit,
+        filter_subject: subject,
+        ack_wait: nanos(30_000),
+        ...(durable
+          ? { durable_name: durable, deliver_policy: DeliverPolicy.All }
+          : { deliver_policy: DeliverPolicy.New, inactive_threshold: nanos(60_000) }),
+      };
+      const info = await this.jsm.consumers.add(this.settings.stream, config);
+      const consumer = await this.js.consumers.get(this.settings.stream, info.name);
+      const messages = await consumer.consume({ max_messages: 256 });
+      stopConsumer = async () => {
+        await messages.close();
+        if (!durable) await this.jsm.consumers.delete(this.settings.stream, info.name).catch(() => {});
+      };
+      markReady();
+      if (stopped) return stopConsumer();
+      for await (const m of messages) {
+        const t = m.json<PublishedTransition>();
+        if (!statePrefixMatch(filter.to, t.to) || !statePrefixMatch(filter.from, t.from)) {
+          m.ack();
+          continue;
+        }
+        try {
+          await handler({ ...t, at: new Date(t.at) });
+          m.ack();
+        } catch (err) {
+          this.logger.error({ err: errorMessage(err), machine: t.machine, id: t.id, seq: t.seq }, 'drover: subscriber failed, redelivering');
+          m.nak(1000);
+        }
+      }
+    };
+    run().catch((err: unknown) => {
+      markReady();
+      if (!stopped) this.logger.error({ err: errorMessage(err), subject }, 'drover: subscription failed');
+    });
+    const unsubscribe = () => {
+      this.consumers.delete(entry);
+      void entry.stop();
+    };
+    return Object.assign(unsubscribe, { ready });
+  }
+
+  /** Answers requests on `<prefix>.send.<machine>`, one node per request (a queue group). */
+  serveSend(answer: (machine: string, body: unknown) => Promise<unknown>): void {
+    const sub = this.nc.subscribe(this.subject('send', '*'), { queue: `${this.settings.prefix}.send` });
+    this.subs.push(sub);
+    void (async () => {
+      for await (const m of sub) {
+        const machine = m.subject.slice(this.subject('send').length + 1);
+        let body: unknown;
+        try {
+          body = m.json();
+        } catch {
+          body = undefined;
+        }
+        const reply = await answer(machine, body);
+        if (m.reply) m.respond(encoder.encode(JSON.stringify(reply)));
+      }
+    })();
+  }
+
+  /** Tells every node about a control change (the database stays the source of truth). */
+  publishControl(op: 'enable' | 'disable' | 'pause' | 'resume', value: string, node: string): void {
+    this.nc.publish(this.subject('control', op), JSON.stringify({ value, node }));
+  }
+
+  onControl(listener: (op: string, value: string, node: string) => void): void {
+    this.listen(this.subject('control', '*'), (subject, data) => {
+      const { value, node } = data as { value: string; node: string };
+      listener(subject.split('.').at(-1) as string, value, node);
+    });
+  }
+
+  /** Wakes the pollers of a queue on every other node. */
+  publishWake(queue: string, node: string): void {
+    this.nc.publish(this.subject('wake', subjectToken(queue)), JSON.stringify({ node }));
+  }
+
+  onWake(listener: (queue: string, node: string) => void): void {
+    this.listen(this.subject('wake', '*'), (subject, data) => listener(subject.split('.').at(-1) as string, (data as { node: string }).node));
+  }
+
+  private listen(subject: string, listener: (subject: string, data: unknown) => void): void {
+    const sub = this.nc.subscribe(subject);
+    this.subs.push(sub);
+    void (async () => {
+      for await (const m of sub) {
+        try {
+          listener(m.subject, m.json());
+        } catch (err) {
+          this.logger.warn({ err: errorMessage(err), subject: m.subject }, 'drover: bad NATS message ignored');
+        }
+      }
+    })();
+  }
+
+  /** Stops every subscription; drains and closes the connection if drover opened it. */
+  async close(): Promise<void> {
+    for (const sub of this.subs.splice(0)) sub.unsubscribe();
+    await Promise.all([...this.consumers].map((c) => c.stop().catch(() => {})));
+    this.consumers.clear();
+    if (this.owned && !this.nc.isClosed()) {
+      try {
+        await this.nc.drain();
+      } catch {
+        await this.nc.close();
+      }
+    }
+  }
+}

@@ -1,0 +1,102 @@
+import type { Database } from '../db/database.js';
+import { backoffMs, quoteSchema } from '../db/database.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import { done, type HandlerResult, none } from '../supervisor/results.js';
+import type { Clock } from '../time.js';
+import type { NatsBus, PublishedTransition } from './nats.js';
+
+/** Test seams of the relay (crash tests hold it between publish and mark). */
+export const relayHooks: { afterPublish?: (count: number) => void } = {};
+
+interface OutboxRow {
+  tid: string;
+  machine: string;
+  instance_id: string;
+  version: number;
+  seq: number;
+  from_state: string | null;
+  to_state: string;
+  status: PublishedTransition['status'];
+  event: PublishedTransition['event'];
+  at: Date;
+  ids: Record<string, unknown>;
+  traceparent: string | null;
+}
+
+/**
+ * The outbox relay: publishes committed transition rows to JetStream in id order, then marks
+ * them published, all inside one transaction that holds an advisory lock, so one relay in the
+ * fleet publishes at a time and each record's transitions go out in commit order. A crash
+ * between publish and mark re-publishes the batch; the stream drops the duplicates by
+ * `Nats-Msg-Id`. NATS down: the publish fails, nothing is marked, the outbox waits.
+ */
+export function createRelay(deps: {
+  db: Database;
+  schema: string;
+  bus: NatsBus;
+  clock: Clock;
+  logger: Logger;
+  batchSize?: number;
+  idleMs: number;
+}) {
+  let failures = 0;
+  const s = quoteSchema(deps.schema);
+  const batch = deps.batchSize ?? 256;
+  const lockKey = `drover.relay.${deps.schema}`;
+  const select = `
+    SELECT id::text AS tid, machine, instance_id, version, seq, from_state, to_state, status, event, at, ids, traceparent
+    FROM ${s}.transitions WHERE published_at IS NULL ORDER BY id LIMIT $1`;
+  const mark = `UPDATE ${s}.transitions SET published_at = $2 WHERE id = ANY($1::bigint[])`;
+
+  /** One pass; returns how many rows it published, or null when another node's relay holds the lock. */
+  async function relayOnce(): Promise<number | null> {
+    if (!deps.bus.connected) throw new Error('NATS is disconnected');
+    return deps.db.transaction(async (tx) => {
+      const lock = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked', [lockKey]);
+      if (!lock.rows[0]?.locked) return null;
+      const rows = (await tx.query<OutboxRow>(select, [batch])).rows;
+      if (rows.length === 0) return 0;
+      await deps.bus.publishTransitions(
+        rows.map((r) => ({
+          id: r.instance_id,
+          machine: r.machine,
+          version: r.version,
+          from: r.from_state,
+          to: r.to_state,
+          status: r.status,
+          event: r.event,
+          at: r.at,
+          seq: r.seq,
+          ids: r.ids ?? {},
+          traceparent: r.traceparent,
+        })),
+      );
+      relayHooks.afterPublish?.(rows.length);
+      await tx.query(mark, [rows.map((r) => r.tid), new Date(deps.clock.now())]);
+      return rows.length;
+    });
+  }
+
+  return {
+    relayOnce,
+    /** The relay as a supervised worker: woken by commits, else it looks every `idleMs`. */
+    async handler(): Promise<HandlerResult> {
+      let n: number | null;
+      try {
+        n = await relayOnce();
+      } catch (err) {
+        // NATS or the database is away: nothing was marked; back off and try again.
+        failures += 1;
+        if (failures === 1 || failures % 20 === 0) {
+          deps.logger.warn({ err: errorMessage(err), failures }, 'drover: outbox relay cannot publish; transitions wait in the outbox');
+        }
+        return none(backoffMs(failures, 100, 5000));
+      }
+      if (failures > 0) deps.logger.info({ failures }, 'drover: outbox relay publishing again');
+      failures = 0;
+      if (n === null) return none(Math.min(100, deps.idleMs)); // another node relays; look again soon
+      return n === batch ? done() : none(deps.idleMs);
+    },
+  };
+}
