@@ -1,5 +1,5 @@
 import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
-import { connect, headers, type NatsConnection, type NodeConnectionOptions, nanos, type Subscription } from '@nats-io/transport-node';
+import { connect, headers, type Msg, type NatsConnection, type NodeConnectionOptions, nanos, type Subscription } from '@nats-io/transport-node';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TransitionFilter, TransitionMessage } from './local.js';
@@ -109,10 +109,18 @@ export class NatsBus {
    * `<machine>:<id>:<seq>`, so a re-publish after a crash is dropped by the stream.
    */
   async publishTransitions(rows: PublishedTransition[], timeoutMs = 2000): Promise<void> {
+    const max = this.nc.info?.max_payload ?? 1024 * 1024;
     const acks = rows.map((t) => {
       const h = headers();
       if (t.traceparent) h.set('traceparent', t.traceparent);
-      return this.js.publish(this.subject('transition', t.machine, subjectToken(t.to)), JSON.stringify(t), {
+      let payload = JSON.stringify(t);
+      // A transition larger than the server takes would block the outbox forever: publish it
+      // without the event's fields and ids (marked `truncated`); the full row stays in history().
+      if (Buffer.byteLength(payload) > max - 4096) {
+        payload = JSON.stringify({ ...t, event: { type: t.event.type }, ids: {}, truncated: true });
+        this.logger.warn({ machine: t.machine, id: t.id, seq: t.seq }, 'drover: transition too large for NATS, published without its event fields');
+      }
+      return this.js.publish(this.subject('transition', t.machine, subjectToken(t.to)), payload, {
         msgID: `${t.machine}:${t.id}:${t.seq}`,
         headers: h,
         timeout: timeoutMs,
@@ -143,9 +151,12 @@ export class NatsBus {
     };
     this.consumers.add(entry);
     let markReady!: () => void;
-    const ready = new Promise<void>((resolve) => {
+    let failReady!: (err: unknown) => void;
+    const ready = new Promise<void>((resolve, reject) => {
       markReady = resolve;
+      failReady = reject;
     });
+    ready.catch(() => {}); // a caller that never awaits `ready` sees the error in the log only
     const run = async () => {
       const config = {
         ack_policy: AckPolicy.Explicit,
@@ -180,7 +191,7 @@ export class NatsBus {
       }
     };
     run().catch((err: unknown) => {
-      markReady();
+      failReady(err);
       if (!stopped) this.logger.error({ err: errorMessage(err), subject }, 'drover: subscription failed');
     });
     const unsubscribe = () => {
@@ -194,24 +205,47 @@ export class NatsBus {
   serveSend(answer: (machine: string, body: unknown) => Promise<unknown>): void {
     const sub = this.nc.subscribe(this.subject('send', '*'), { queue: `${this.settings.prefix}.send` });
     this.subs.push(sub);
-    void (async () => {
-      for await (const m of sub) {
-        const machine = m.subject.slice(this.subject('send').length + 1);
-        let body: unknown;
-        try {
-          body = m.json();
-        } catch {
-          body = undefined;
-        }
-        const reply = await answer(machine, body);
-        if (m.reply) m.respond(encoder.encode(JSON.stringify(reply)));
+    const handle = async (m: Msg) => {
+      const machine = m.subject.slice(this.subject('send').length + 1);
+      let body: unknown;
+      try {
+        body = m.json();
+      } catch {
+        body = undefined;
       }
+      const reply = await answer(machine, body);
+      try {
+        if (m.reply) m.respond(encoder.encode(JSON.stringify(reply)));
+      } catch (err) {
+        this.logger.warn({ err: errorMessage(err), machine }, 'drover: could not reply to a send request');
+      }
+    };
+    void (async () => {
+      // Requests are answered concurrently: one slow send does not hold up the others.
+      for await (const m of sub) void handle(m);
     })();
+  }
+
+  /** Publishes an SLA breach on `<prefix>.sla.<machine>.<state>` (into the stream, once per stay). */
+  async publishBreach(b: { machine: string; version: number; id: string; state: string; enteredAt: Date; slaMs: number; breachedAt: Date }): Promise<void> {
+    await this.js.publish(this.subject('sla', b.machine, subjectToken(b.state)), JSON.stringify(b), {
+      msgID: `sla:${b.machine}:${b.id}:${b.state}:${b.enteredAt.getTime()}`,
+      timeout: 2000,
+    });
   }
 
   /** Tells every node about a control change (the database stays the source of truth). */
   publishControl(op: 'enable' | 'disable' | 'pause' | 'resume', value: string, node: string): void {
-    this.nc.publish(this.subject('control', op), JSON.stringify({ value, node }));
+    this.bestEffort(this.subject('control', op), { value, node });
+  }
+
+  /** A core NATS publish that never throws: the change is already stored, and polling finds it anyway. */
+  private bestEffort(subject: string, data: unknown): void {
+    try {
+      this.nc.publish(subject, JSON.stringify(data));
+    } catch (err) {
+      this.logger.debug({ err: errorMessage(err), subject }, 'drover: NATS notice not sent (the database has it)');
+    }
   }
 
   onControl(listener: (op: string, value: string, node: string) => void): void {
@@ -223,7 +257,7 @@ export class NatsBus {
 
   /** Wakes the pollers of a queue on every other node. */
   publishWake(queue: string, node: string): void {
-    this.nc.publish(this.subject('wake', subjectToken(queue)), JSON.stringify({ node }));
+    this.bestEffort(this.subject('wake', subjectToken(queue)), { node });
   }
 
   onWake(listener: (queue: string, node: string) => void): void {

@@ -41,6 +41,7 @@ export function createRelay(deps: {
   idleMs: number;
 }) {
   let failures = 0;
+  let retryAt = 0; // while failing, commits do not cut the backoff short
   const s = quoteSchema(deps.schema);
   const batch = deps.batchSize ?? 256;
   const lockKey = `drover.relay.${deps.schema}`;
@@ -82,6 +83,8 @@ export function createRelay(deps: {
     relayOnce,
     /** The relay as a supervised worker: woken by commits, else it looks every `idleMs`. */
     async handler(): Promise<HandlerResult> {
+      const wait = retryAt - Date.now();
+      if (failures > 0 && wait > 0) return none(wait);
       let n: number | null;
       try {
         n = await relayOnce();
@@ -91,7 +94,9 @@ export function createRelay(deps: {
         if (failures === 1 || failures % 20 === 0) {
           deps.logger.warn({ err: errorMessage(err), failures }, 'drover: outbox relay cannot publish; transitions wait in the outbox');
         }
-        return none(backoffMs(failures, 100, 5000));
+        const delay = backoffMs(failures, 100, 5000);
+        retryAt = Date.now() + delay;
+        return none(delay);
       }
       if (failures > 0) deps.logger.info({ failures }, 'drover: outbox relay publishing again');
       failures = 0;

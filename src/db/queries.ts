@@ -54,6 +54,7 @@ export interface EventRow {
   instance_id: string;
   event: { type: string } & Record<string, unknown>;
   created_at: Date;
+  traceparent: string | null;
 }
 
 /** A transition as the `transitions` table's columns (the JSON the batch statements read). */
@@ -67,6 +68,7 @@ export function transitionColumns(t: TransitionRow) {
     error: t.error ?? null,
     at: new Date(t.at),
     ids: t.ids ?? {},
+    traceparent: t.traceparent ?? null,
   };
 }
 
@@ -94,10 +96,12 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
         ON CONFLICT DO NOTHING
         RETURNING machine, id),
       tr AS (
-        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at, ids, published_at)
-        SELECT ins.machine, ins.id, $3, t.seq, t.from_state, t.to_state, t.status, t.event, t.error, t.at, t.ids, ${published('t.at')}
+        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at, ids,
+                                     traceparent, published_at)
+        SELECT ins.machine, ins.id, $3, t.seq, t.from_state, t.to_state, t.status, t.event, t.error, t.at, t.ids, t.traceparent,
+               ${published('t.at')}
         FROM ins, jsonb_to_recordset($15::jsonb) AS t(seq int, from_state text, to_state text, status text, event jsonb, error jsonb,
-             at timestamptz, ids jsonb)),
+             at timestamptz, ids jsonb, traceparent text)),
       inv AS (
         INSERT INTO ${s}.invocations (machine, instance_id, invoke_id, token, version, queue, src, input, priority, locked_until, created_at)
         SELECT ins.machine, ins.id, v.invoke_id, v.token, $3, $4, v.src, v.input, $11, v.locked_until, $8
@@ -148,7 +152,7 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
       RETURNING i.machine, i.id, i.version, i.queue, i.state, i.snapshot, i.status, i.entered_at, i.wake_at, i.timers,
                 i.attempt, i.error, i.seq, i.event_seq::text AS event_seq, i.row_version`,
     loadEvents: `
-      SELECT e.id::text AS id, e.machine, e.instance_id, e.event, e.created_at
+      SELECT e.id::text AS id, e.machine, e.instance_id, e.event, e.created_at, e.traceparent
       FROM ${s}.events e
       JOIN jsonb_to_recordset($1::jsonb) AS k(machine text, id text) ON e.machine = k.machine AND e.instance_id = k.id
       ORDER BY e.id`,
@@ -169,11 +173,12 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
         WHERE i.machine = u.machine AND i.id = u.id AND i.row_version = u.row_version
         RETURNING i.machine, i.id, i.status, i.queue, i.priority, i.version, i.event_seq),
       tr AS (
-        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at, ids, published_at)
+        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at, ids,
+                                     traceparent, published_at)
         SELECT t.machine, t.instance_id, upd.version, t.seq, t.from_state, t.to_state, t.status, t.event, t.error, t.at, t.ids,
-               ${published('t.at')}
+               t.traceparent, ${published('t.at')}
         FROM jsonb_to_recordset($3::jsonb) AS t(machine text, instance_id text, seq int, from_state text, to_state text,
-             status text, event jsonb, error jsonb, at timestamptz, ids jsonb)
+             status text, event jsonb, error jsonb, at timestamptz, ids jsonb, traceparent text)
         JOIN upd ON upd.machine = t.machine AND upd.id = t.instance_id),
       consumed AS (
         DELETE FROM ${s}.events e USING jsonb_to_recordset($4::jsonb) AS c(machine text, instance_id text, id bigint), upd

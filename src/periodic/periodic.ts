@@ -6,6 +6,8 @@ import type { Logger } from '../log.js';
 import { done, type HandlerResult, none } from '../supervisor/results.js';
 import type { HandlerContext } from '../supervisor/worker.js';
 import { type Clock, type Duration, parseDuration } from '../time.js';
+import * as N from '../otel/names.js';
+import type { Telemetry } from '../otel/telemetry.js';
 import { dueTicks, jitterDelay, parseSchedule, type Schedule, type ScheduleSpec } from './schedule.js';
 
 /** What a periodic's `run` gets for each tick. */
@@ -55,6 +57,8 @@ export interface PeriodicDeps {
   create: (machine: string, id: string, input: unknown) => Promise<unknown>;
   /** How long a node may go without a heartbeat and still count as live. */
   liveWindowMs: number;
+  /** Wraps each tick's run (and its retries) in a `drover.periodic.run` span. */
+  telemetry?: Telemetry;
 }
 
 /** A periodic's settings, validated. */
@@ -192,7 +196,14 @@ export function periodicWorker(config: PeriodicConfig, deps: PeriodicDeps) {
     ]);
     const row = res.rows[0];
     if (!row || row.status !== 'running') return; // another node took it, it is disabled or paused, or skipped
-    const work = execute(tick, row.id, halted.signal);
+    const signalNow = halted.signal;
+    const work = deps.telemetry
+      ? deps.telemetry.span(
+          N.SPAN_PERIODIC_RUN,
+          { [N.ATTR_PERIODIC]: name, [N.ATTR_SCHEDULED_FOR]: new Date(tick).toISOString(), [N.ATTR_NODE]: deps.node },
+          () => execute(tick, row.id, signalNow),
+        )
+      : execute(tick, row.id, signalNow);
     if (config.overlap === 'allow') {
       const tracked: Promise<void> = work
         .catch((err: unknown) => deps.logger.error({ periodic: name, err: errorMessage(err) }, 'drover: periodic run could not be recorded'))

@@ -2,6 +2,7 @@ import type { LocalBus, TransitionMessage } from '../bus/local.js';
 import type { Database } from '../db/database.js';
 import type { Queries } from '../db/queries.js';
 import type { Logger } from '../log.js';
+import type { Telemetry } from '../otel/telemetry.js';
 import type { MachineRegistry } from '../record/registry.js';
 import type { Clock } from '../time.js';
 
@@ -19,6 +20,7 @@ export interface EngineContext {
   concurrency: number;
   pollIntervalMs: number;
   bus: LocalBus;
+  telemetry: Telemetry;
   /** Called after every commit that changed records: wakes local waiters. */
   changed(messages: TransitionMessage[]): void;
   /** Wakes the local poller of a queue. */

@@ -3,6 +3,8 @@ import { type TransitionMessage, transitionMessages } from '../bus/local.js';
 import { backoffMs, isTransientError } from '../db/database.js';
 import { type ClaimedInvocation, type EventRow, type InstanceRow, type InvocationRow, transitionColumns } from '../db/queries.js';
 import { errorMessage, serializeError } from '../errors.js';
+import * as N from '../otel/names.js';
+import { linkTo } from '../otel/telemetry.js';
 import type { DurableMachine } from '../record/durable.js';
 import { foldStep, nextWake, type RecordState, type Spawn, type StepItem, type Timer } from '../record/step.js';
 import { type EngineContext, Wakeable } from './context.js';
@@ -87,8 +89,13 @@ export class QueuePoller {
   async stepBatch(): Promise<boolean> {
     const { ctx } = this;
     const now = ctx.clock.now();
+    const claimStart = new Date();
     const rows = await ctx.queries.claimInstances(ctx.db, this.queue, new Date(now), ctx.batchSize, ctx.node, new Date(now + ctx.leaseMs));
     if (rows.length === 0) return false;
+    // Only claims that found work get a span: an idle poller would otherwise emit one per poll.
+    ctx.telemetry.tracer
+      .startSpan(N.SPAN_CLAIM, { startTime: claimStart, attributes: { [N.ATTR_QUEUE]: this.queue, [N.ATTR_NODE]: ctx.node, [N.ATTR_RECORDS]: rows.length } })
+      .end();
     const events = await ctx.queries.loadEvents(
       ctx.db,
       rows.map((r) => ({ machine: r.machine, id: r.id })),
@@ -124,7 +131,16 @@ export class QueuePoller {
       const items = dueItems(row.timers as Timer[], byRecord.get(recordKey(row.machine, row.id)) ?? [], now);
       steps.push(this.prepare({ ...row, def, rowVersion: row.row_version, eventSeq: row.event_seq }, record, items, now));
     }
-    if (steps.length > 0) await this.commitSteps(steps, now);
+    if (steps.length > 0) {
+      // The step span links to the requests whose events it handles (W3C traceparent stored with each event).
+      const links = events.flatMap((e) => linkTo(e.traceparent)).slice(0, 128);
+      await ctx.telemetry.span(
+        N.SPAN_STEP,
+        { [N.ATTR_QUEUE]: this.queue, [N.ATTR_NODE]: ctx.node, [N.ATTR_RECORDS]: steps.length },
+        () => this.commitSteps(steps, now),
+        links,
+      );
+    }
     return true;
   }
 
@@ -243,6 +259,7 @@ export class QueuePoller {
       children: Object.keys((record.snapshot as { children?: object }).children ?? {}),
       out,
       reserved,
+      enteredBefore: record.enteredAt,
     };
   }
 
@@ -365,6 +382,7 @@ export class QueuePoller {
         this.cache.delete(key);
       }
       messages.push(...transitionMessages(id, machine, version, out.transitions));
+      ctx.telemetry.stateSpans(machine, version, id, step.enteredBefore, out.transitions);
     }
     if (messages.length > 0) {
       ctx.bus.publish(messages);

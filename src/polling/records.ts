@@ -26,6 +26,8 @@ export interface PendingStep extends StepTarget {
   reserved: Map<string, boolean>;
   /** Called when the step did not commit. */
   onDiscard?: () => void;
+  /** When the record entered the state it was in before the step (a `drover.state` span starts there). */
+  enteredBefore: number;
 }
 
 /** A stored record's columns, enough to step it. */
@@ -68,7 +70,7 @@ export function dueItems(timers: Timer[], events: EventRow[], now: number): Step
   for (const e of events) {
     const at = e.created_at.getTime();
     while (i < due.length && (due[i] as Timer).at <= at) items.push({ kind: 'timer', timer: due[i++] as Timer });
-    items.push({ kind: 'event', eventId: e.id, event: reviveEvent(e.event), at });
+    items.push({ kind: 'event', eventId: e.id, event: reviveEvent(e.event), at, ...(e.traceparent ? { traceparent: e.traceparent } : {}) });
   }
   while (i < due.length) items.push({ kind: 'timer', timer: due[i++] as Timer });
   return items;

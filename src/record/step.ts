@@ -32,6 +32,8 @@ export interface TransitionRow {
   at: number;
   /** Every context field whose name ends in `_id`, as published with the transition. */
   ids?: Record<string, unknown>;
+  /** W3C trace context of the request whose event caused it. */
+  traceparent?: string;
 }
 
 /** The context fields whose names end in `_id` (top level): what a published transition carries. */
@@ -44,7 +46,9 @@ export function contextIds(context: unknown): Record<string, unknown> {
 }
 
 /** Something due for a record: an inbox event or a timer. */
-export type StepItem = { kind: 'event'; eventId: string; event: EventObject; at: number } | { kind: 'timer'; timer: Timer };
+export type StepItem =
+  | { kind: 'event'; eventId: string; event: EventObject; at: number; traceparent?: string }
+  | { kind: 'timer'; timer: Timer };
 
 /** A record as the step sees it. */
 export interface RecordState {
@@ -68,6 +72,8 @@ export interface StepOutcome extends RecordState {
   /** Events the record could not take; they are consumed and dropped. */
   ignored: EventObject[];
   consumedEventIds: string[];
+  /** The trace context of the item being folded (stamped on the transitions it causes). */
+  cause?: string;
 }
 
 const SELF_SEND = 'xstate.sendTo';
@@ -78,8 +84,9 @@ export function nextWake(out: Pick<StepOutcome, 'status' | 'timers'>): number | 
 }
 
 /** The first step of a new record: XState's initial transition and its effects. */
-export function initialStep(def: DurableMachine, input: unknown, now: number, timerBase = now): StepOutcome {
+export function initialStep(def: DurableMachine, input: unknown, now: number, timerBase = now, traceparent?: string): StepOutcome {
   const out = emptyOutcome({ snapshot: undefined as never, state: '', status: 'active', enteredAt: now, timers: [], seq: 0 });
+  if (traceparent) out.cause = traceparent;
   const init: EventObject = { type: 'xstate.init' };
   let snapshot: AnyMachineSnapshot;
   let actions: unknown[];
@@ -93,7 +100,16 @@ export function initialStep(def: DurableMachine, input: unknown, now: number, ti
   out.state = stateString(snapshot.value);
   const queue: EventObject[] = [];
   const failure = applyActions(out, actions, timerBase, queue);
-  out.transitions.push({ seq: 1, from: null, to: out.state, status: 'active', event: init, at: now, ids: contextIds(snapshot.context) });
+  out.transitions.push({
+    seq: 1,
+    from: null,
+    to: out.state,
+    status: 'active',
+    event: init,
+    at: now,
+    ids: contextIds(snapshot.context),
+    ...(out.cause ? { traceparent: out.cause } : {}),
+  });
   out.seq = 1;
   settle(out, snapshot, init, now, failure);
   if (out.status === 'active' && queue.length > 0) fold(def, out, queue, now);
@@ -113,6 +129,8 @@ export function foldStep(def: DurableMachine, record: RecordState, items: StepIt
       continue;
     }
     let event: EventObject;
+    if (item.kind === 'event' && item.traceparent) out.cause = item.traceparent;
+    else delete out.cause;
     if (item.kind === 'timer') {
       const index = out.timers.findIndex((t) => t.id === item.timer.id);
       if (index === -1) continue; // cancelled earlier in this step
@@ -175,6 +193,7 @@ function settle(out: StepOutcome, next: AnyMachineSnapshot, event: EventObject, 
       error: status === 'failed' ? out.error : undefined,
       at: now,
       ids: contextIds(next.context),
+      ...(out.cause ? { traceparent: out.cause } : {}),
     });
   }
   out.status = status;

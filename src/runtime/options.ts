@@ -2,6 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import type { MeterProvider, TracerProvider } from '@opentelemetry/api';
 import type pg from 'pg';
 import type { InspectionEvent, Observer } from 'xstate';
 import type { NatsSettings, NatsSource } from '../bus/nats.js';
@@ -32,6 +33,12 @@ export interface RuntimeOptions {
   stream?: { name?: string; duplicateWindow?: Duration; maxAge?: Duration };
   /** How often the outbox relay looks for unpublished transitions when no commit wakes it. Default 1s. */
   relayInterval?: Duration;
+  /** Where spans go. Default: the global tracer provider (a no-op until the application registers an SDK). */
+  tracerProvider?: TracerProvider;
+  /** Where the gauges and the breach counter go. Default: the global meter provider. */
+  meterProvider?: MeterProvider;
+  /** How often the SLA watch looks for records past a state's `residency` budget. Default 30s. */
+  slaInterval?: Duration;
   /** The durable machines this runtime knows (every version still running). */
   machines?: readonly DurableMachine[];
   /** A folder whose modules export durable machines; added to `machines`. */
@@ -86,6 +93,9 @@ export interface ResolvedOptions {
   nats: NatsSource | undefined;
   natsSettings: NatsSettings;
   relayIntervalMs: number;
+  tracerProvider: TracerProvider | undefined;
+  meterProvider: MeterProvider | undefined;
+  slaIntervalMs: number;
 }
 
 const positiveInt = (name: string, value: number | undefined, fallback: number) => {
@@ -146,6 +156,9 @@ export async function resolveOptions(options: RuntimeOptions): Promise<ResolvedO
       maxAgeMs: atLeast('stream.maxAge', options.stream?.maxAge ?? '7d', 1000),
     },
     relayIntervalMs: atLeast('relayInterval', options.relayInterval ?? '1s', 10),
+    tracerProvider: options.tracerProvider,
+    meterProvider: options.meterProvider,
+    slaIntervalMs: atLeast('slaInterval', options.slaInterval ?? '30s', 10),
   };
   const source = options.database;
   let db: Database;

@@ -6,7 +6,10 @@ import { createRelay } from '../bus/relay.js';
 import { adoptTransaction, type CallerTransaction, type Database, type Queryable, withRetry } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
 import { createQueries, type InstanceRow, type Queries, transitionColumns } from '../db/queries.js';
+import { createResidencyQueries } from '../db/residency-queries.js';
 import { createSupervisorQueries } from '../db/supervisor-queries.js';
+import { slaBudgets, watchSla } from '../otel/sla.js';
+import { captureTraceparent, Telemetry } from '../otel/telemetry.js';
 import {
   DuplicateRecordError,
   EventNotAcceptedError,
@@ -28,7 +31,18 @@ import { restoreSnapshot } from '../record/state.js';
 import { contextIds, initialStep, nextWake, type RecordStatus } from '../record/step.js';
 import { type ResolvedOptions, type RuntimeOptions, resolveOptions } from './options.js';
 import { Supervisor, type WorkerHandle } from '../supervisor/supervisor.js';
-import type { CreateOptions, DroverEvent, HistoryEntry, NodeInfo, Page, RecordView, Runtime, Unsubscribe, WaitCondition } from './types.js';
+import type {
+  CreateOptions,
+  DroverEvent,
+  HistoryEntry,
+  NodeInfo,
+  Page,
+  RecordView,
+  ResidencyRow,
+  Runtime,
+  Unsubscribe,
+  WaitCondition,
+} from './types.js';
 
 /**
  * Creates a drover runtime: opens (or adopts) the database, applies migrations into the
@@ -72,6 +86,9 @@ class DroverRuntime implements Runtime {
   private stopping: Promise<void> | undefined;
   private maxRunTimer: NodeJS.Timeout | undefined;
   private resolveDone!: () => void;
+  private readonly telemetry: Telemetry;
+  private readonly rq: ReturnType<typeof createResidencyQueries>;
+  private unobserve: (() => void) | undefined;
   readonly supervisor: Supervisor;
   readonly done: Promise<void> = new Promise((resolve) => {
     this.resolveDone = resolve;
@@ -85,6 +102,8 @@ class DroverRuntime implements Runtime {
     this.schema = options.schema;
     this.db = options.db;
     this.queries = createQueries(options.schema, { outbox: nats !== undefined });
+    this.rq = createResidencyQueries(options.schema);
+    this.telemetry = new Telemetry({ tracerProvider: options.tracerProvider, meterProvider: options.meterProvider });
     this.registry = new MachineRegistry(options.machines);
     this.bus = new LocalBus((err) => options.logger.error({ err: errorMessage(err) }, 'drover: subscriber failed'));
     this.ctx = {
@@ -99,6 +118,7 @@ class DroverRuntime implements Runtime {
       concurrency: options.concurrency,
       pollIntervalMs: options.pollIntervalMs,
       bus: this.bus,
+      telemetry: this.telemetry,
       changed: () => {
         for (const w of [...this.waiters]) w();
         this.committed();
@@ -134,6 +154,47 @@ class DroverRuntime implements Runtime {
       });
       this.supervisor.addHousekeeping('drover.relay', () => relay.handler());
     }
+    const budgets = slaBudgets(options.machines);
+    if (budgets.length > 0) {
+      this.supervisor.addHousekeeping('drover.sla', async () => {
+        await watchSla({
+          db: this.db,
+          sql: this.rq,
+          clock: options.clock,
+          node: this.node,
+          telemetry: this.telemetry,
+          budgets,
+          ...(nats ? { publish: (breach) => nats.publishBreach(breach) } : {}),
+        });
+        await this.db.query(this.rq.pruneBreaches);
+        return { kind: 'none', idleMs: options.slaIntervalMs };
+      });
+    }
+  }
+
+  async residency(machine: string, options: { since?: Date | number } = {}): Promise<ResidencyRow[]> {
+    this.assertOpen();
+    this.registry.assertKnown(machine);
+    const since = new Date(options.since ?? this.options.clock.now() - 24 * 3_600_000);
+    if (Number.isNaN(since.getTime())) throw new InvalidArgumentError('since must be a Date or epoch milliseconds');
+    const [now, stays] = await Promise.all([
+      withRetry(() => this.db.query<{ state: string; count: number }>(this.rq.residencyNow, [machine])),
+      withRetry(() =>
+        this.db.query<{ state: string; stays: number; p50: number; p95: number; p99: number; max: number }>(this.rq.residencyStays, [machine, since]),
+      ),
+    ]);
+    const rows = new Map<string, ResidencyRow>();
+    const row = (state: string) => {
+      let r = rows.get(state);
+      if (!r) {
+        r = { state, count: 0, stays: 0, p50: null, p95: null, p99: null, max: null };
+        rows.set(state, r);
+      }
+      return r;
+    };
+    for (const n of now.rows) row(n.state).count = n.count;
+    for (const st of stays.rows) Object.assign(row(st.state), { stays: st.stays, p50: st.p50, p95: st.p95, p99: st.p99, max: st.max });
+    return [...rows.values()].sort((a, b) => a.state.localeCompare(b.state));
   }
 
   /** After a commit of this node: the relay publishes it now instead of at its next look. */
@@ -174,6 +235,7 @@ class DroverRuntime implements Runtime {
       logger: this.options.logger,
       create: (machine, id, input) => this.create(machine, { id, input }),
       liveWindowMs: this.options.heartbeatIntervalMs * 3,
+      telemetry: this.telemetry,
     });
     const handle = this.supervisor.register(name, 'periodic', worker.handler, {}, { drain: worker.drain, onRun: worker.reset, onHalt: worker.halt });
     if (this.state === 'started') this.supervisor.start(name);
@@ -221,7 +283,7 @@ class DroverRuntime implements Runtime {
     const start = Math.max(now, runAt);
     let out: ReturnType<typeof initialStep>;
     try {
-      out = initialStep(def, options.input, now, start);
+      out = initialStep(def, options.input, now, start, captureTraceparent());
     } catch (err) {
       throw new InvalidArgumentError(`machine "${machine}" could not start with this input: ${errorMessage(err)}`);
     }
@@ -325,7 +387,7 @@ class DroverRuntime implements Runtime {
         machine,
         id,
         json(event),
-        null,
+        captureTraceparent() ?? null,
         new Date(this.options.clock.now()),
         options.tx ? '' : this.node,
       ]);
@@ -450,6 +512,9 @@ class DroverRuntime implements Runtime {
         seq: row.seq,
         ids: contextIds(row.snapshot.context),
       };
+      this.telemetry.stateSpans(machine, row.version, id, row.entered_at.getTime(), [
+        { seq: row.seq, from: row.state, to: row.state, status: 'cancelled', event, at: now.getTime() },
+      ]);
       this.bus.publish([message]);
       this.ctx.changed([message]);
     }
@@ -514,11 +579,16 @@ class DroverRuntime implements Runtime {
       this.pollers.set(queue, poller);
       this.supervisor.addService(`drover.poller.${queue}`, poller);
     }
+    this.unobserve = this.telemetry.observeStates(
+      async () => (await this.db.query<{ machine: string; state: string; count: number; oldest: Date }>(this.rq.stateCounts)).rows,
+      () => this.options.clock.now(),
+    );
     this.options.logger.info({ node: this.node, queues: [...this.pollers.keys()] }, 'drover: started');
   }
 
   /** After the pollers stopped: running invocations (up to shutdownGrace), LISTEN, leases. */
   private async drainEngine(): Promise<void> {
+    this.unobserve?.();
     if (this.pollers.size === 0 && !this.unlisten) return;
     await this.invoker.stop(this.options.shutdownGraceMs);
     await this.unlisten?.();

@@ -70,6 +70,20 @@ export interface Page<T> {
 /** What `waitFor()` waits for. */
 export type WaitCondition = { state: StateValue } | { status: RecordStatus } | ((record: RecordView) => boolean);
 
+/** One state's row of `residency()`: records there now, and stays that ended since `since` (seconds). */
+export interface ResidencyRow {
+  state: string;
+  /** Active records in the state now. */
+  count: number;
+  /** Stays in the state that ended since `since`. */
+  stays: number;
+  /** Percentiles (PostgreSQL's `percentile_cont`: linear interpolation) and maximum of those stays, in seconds; null without stays. */
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+  max: number | null;
+}
+
 /** What `subscribe()` returns: call it to unsubscribe; `ready` resolves once delivery is set up. */
 export type Unsubscribe = (() => void) & { ready: Promise<void> };
 
@@ -131,6 +145,12 @@ export interface Runtime {
    * @example drover.periodic('nightly-report', { cron: '0 3 * * *', timezone: 'Europe/London' }, async () => 'sent 12 mails', { jitter: '30s' });
    */
   periodic(name: string, schedule: ScheduleSpec, run: PeriodicRun, options?: PeriodicOptions): WorkerHandle;
+  /**
+   * Residency per state, from the transition history in SQL (no OpenTelemetry backend needed):
+   * the count now, and p50/p95/p99/max of the stays that ended since `since` (default: 24 h ago).
+   * @example for (const r of await drover.residency('order', { since: Date.now() - 3_600_000 })) console.log(r.state, r.count, r.p95);
+   */
+  residency(machine: string, options?: { since?: Date | number }): Promise<ResidencyRow[]>;
   /** Nodes whose heartbeat is recent (within three heartbeat intervals). */
   nodes(): Promise<NodeInfo[]>;
   /**

@@ -1,4 +1,6 @@
 import type { NatsConnection } from '@nats-io/transport-node';
+import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assign, setup } from 'xstate';
@@ -235,5 +237,53 @@ describe('on the embedded PGlite', () => {
       await db.close();
       await deleteStream(nc, natsOpts.stream.name);
     }
+  });
+});
+
+describe('trace context and SLA breaches on NATS', () => {
+  const waiting = durable(
+    setup({}).createMachine({ id: 'slow', initial: 'waiting', states: { waiting: { on: { go: 'gone' } }, gone: { type: 'final' } } }),
+    { residency: { waiting: { sla: '200ms' } } },
+  );
+
+  it('a transition caused by a send() inside a trace carries its traceparent in the payload and the headers', async () => {
+    const manager = new AsyncLocalStorageContextManager().enable();
+    context.setGlobalContextManager(manager);
+    try {
+      const w = await world();
+      const rt = await w.make();
+      await rt.start();
+      await rt.create('parcel', { id: 't1', input: { parcel_id: 't1', customer_id: 'c' } });
+      const traceId = '0af7651916cd43dd8448eb211c80319c';
+      const spanId = 'b7ad6b7169203331';
+      const ctx = trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId, traceFlags: 1 });
+      await context.with(ctx, () => rt.send('parcel', 't1', { type: 'ship' }));
+      await until(async () => (await streamMessages(nc, w.stream.name)).length === 2, 'two transitions');
+      const messages = await streamMessages<{ seq: number; traceparent: string | null }>(nc, w.stream.name);
+      expect(messages.map((m) => m.data.traceparent)).toEqual([null, `00-${traceId}-${spanId}-01`]);
+    } finally {
+      context.disable();
+    }
+  });
+
+  it('an SLA breach is published once on <prefix>.sla.<machine>.<state>', async () => {
+    const schema = uniqueSchema('natssla');
+    const natsOpts = uniqueNats();
+    cleanups.push(async () => {
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await deleteStream(nc, natsOpts.stream.name);
+    });
+    const rt = await createRuntime({ database: DATABASE_URL, schema, machines: [waiting], nats: NATS_URL, ...natsOpts, slaInterval: 50 });
+    cleanups.push(() => rt.stop());
+    await rt.start();
+    await rt.create('slow', { id: 'late' });
+    const sla = async () => (await streamMessages<{ id: string; state: string; slaMs: number }>(nc, natsOpts.stream.name)).filter((m) => m.subject.includes('.sla.'));
+    await until(async () => (await sla()).length === 1, 'a breach message', 10_000);
+    const countPasses = async () => (await admin.query(`SELECT count(*)::int AS n FROM "${schema}".sla_breaches`)).rows[0].n;
+    expect(await countPasses()).toBe(1);
+    await new Promise((r) => setTimeout(r, 300)); // six more passes of the watch
+    const messages = await sla();
+    expect(messages).toHaveLength(1);
+    expect(messages[0]).toMatchObject({ subject: `${natsOpts.natsPrefix}.sla.slow.waiting`, data: { id: 'late', state: 'waiting', slaMs: 200 } });
   });
 });
