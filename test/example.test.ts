@@ -39,3 +39,17 @@ describe('examples/service.ts (a poller, a worker and a cron job under the super
     expect(stdout).toMatch(/feed +periodic +stopped/);
   }, 70_000);
 });
+
+describe('examples/residency.ts (the residency table from SQL and from spans)', () => {
+  it('prints residency() per state and the histogram from the span processor, and exits 0', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'examples/residency.ts'], {
+      cwd: root,
+      timeout: 60_000,
+    });
+    expect(stdout).toMatch(/residency\("ticket"\), seconds:/);
+    expect(stdout).toMatch(/^open +0 +6 +\d+\.\d+/m);
+    expect(stdout).toMatch(/drover\.state\.residency \(histogram, s\)/);
+    expect(stdout).toMatch(/^open +6 /m);
+    expect(stdout).toMatch(/links to the trace of the request that resolved it: true/);
+  }, 70_000);
+});

@@ -25,18 +25,22 @@ const seconds = (t: HrTime) => t[0] + t[1] / 1e9;
  * version and state). Add it next to your exporter.
  *
  * @example
- * const provider = new BasicTracerProvider({ spanProcessors: [new ResidencySpanProcessor({ meterProvider }), exporter] });
+ * const provider = new BasicTracerProvider({ spanProcessors: [new ResidencySpanProcessor({ meterProvider }), new BatchSpanProcessor(exporter)] });
  */
 export class ResidencySpanProcessor {
-  private readonly histogram: Histogram;
+  private instrument: Histogram | undefined;
 
-  constructor(options: ResidencyProcessorOptions = {}) {
-    const meter = (options.meterProvider ?? metrics.getMeterProvider()).getMeter('drover');
-    this.histogram = meter.createHistogram(N.METRIC_RESIDENCY, {
+  constructor(private readonly options: ResidencyProcessorOptions = {}) {}
+
+  // Made on the first ended span, so a processor built before the global meter provider is
+  // registered (the usual NodeSDK order) still records into it.
+  private get histogram(): Histogram {
+    this.instrument ??= (this.options.meterProvider ?? metrics.getMeterProvider()).getMeter('drover').createHistogram(N.METRIC_RESIDENCY, {
       description: 'how long records stayed in a state',
       unit: 's',
-      advice: { explicitBucketBoundaries: options.boundaries ?? N.RESIDENCY_BUCKETS },
+      advice: { explicitBucketBoundaries: this.options.boundaries ?? N.RESIDENCY_BUCKETS },
     });
+    return this.instrument;
   }
 
   onStart(): void {}

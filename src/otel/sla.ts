@@ -44,6 +44,7 @@ export async function watchSla(deps: {
   telemetry: Telemetry;
   budgets: ReturnType<typeof slaBudgets>;
   publish?: (breach: SlaBreach) => Promise<void>;
+  onPublishError?: (err: unknown) => void;
 }): Promise<number> {
   if (deps.budgets.length === 0) return 0;
   return deps.telemetry.span(N.SPAN_SLA_CHECK, { [N.ATTR_NODE]: deps.node }, async (span) => {
@@ -71,15 +72,20 @@ export async function watchSla(deps: {
           [N.ATTR_SLA_SECONDS]: b.slaMs / 1000,
         });
         deps.telemetry.breach(b.machine, b.state);
-        await deps.publish?.({
+        await deps
+          .publish?.({
           machine: b.machine,
           version: r.version,
           id: r.instance_id,
           state: b.state,
           enteredAt: r.entered_at,
           slaMs: b.slaMs,
-          breachedAt: new Date(now),
-        });
+            breachedAt: new Date(now),
+          })
+          .catch((err: unknown) => {
+            // Recorded, counted and in the span already; only the NATS message is lost.
+            deps.onPublishError?.(err);
+          });
       }
     }
     span.setAttribute(N.ATTR_RECORDS, total);

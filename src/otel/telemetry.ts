@@ -103,7 +103,8 @@ export class Telemetry {
 
   /** Runs `fn` inside a span (a claim, a step batch, a periodic run); a throw marks it as an error. */
   async span<T>(name: string, attributes: Attributes, fn: (span: Span) => Promise<T>, links: Link[] = []): Promise<T> {
-    return this.tracer.startActiveSpan(name, { attributes, links }, async (span) => {
+    // Root spans: a runtime started inside a request's span must not make every later claim its child.
+    return this.tracer.startActiveSpan(name, { attributes, links }, ROOT_CONTEXT, async (span) => {
       try {
         return await fn(span);
       } catch (err) {
@@ -135,6 +136,7 @@ export class Telemetry {
     const meter = this.meter;
     const records = meter.createObservableGauge(N.METRIC_RECORDS, { description: 'active records in each state' });
     const oldest = meter.createObservableGauge(N.METRIC_OLDEST, { description: 'age of the oldest active record in each state', unit: 's' });
+    let seen = new Map<string, { [k: string]: string }>();
     const callback = async (observer: import('@opentelemetry/api').BatchObservableResult) => {
       let rows: StateCount[];
       try {
@@ -142,11 +144,20 @@ export class Telemetry {
       } catch {
         return; // the database is away: no observation this time
       }
+      const current = new Map<string, { [k: string]: string }>();
       for (const r of rows) {
         const attrs = { [N.ATTR_MACHINE]: r.machine, [N.ATTR_STATE]: r.state };
+        current.set(`${r.machine}\u0000${r.state}`, attrs);
         observer.observe(records, r.count, attrs);
         observer.observe(oldest, Math.max(0, (now() - r.oldest.getTime()) / 1000), attrs);
       }
+      // A state that emptied reads 0 instead of keeping its last value.
+      for (const [key, attrs] of seen) {
+        if (current.has(key)) continue;
+        observer.observe(records, 0, attrs);
+        observer.observe(oldest, 0, attrs);
+      }
+      seen = current;
     };
     meter.addBatchObservableCallback(callback, [records, oldest]);
     return () => meter.removeBatchObservableCallback(callback, [records, oldest]);

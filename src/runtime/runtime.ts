@@ -165,6 +165,7 @@ class DroverRuntime implements Runtime {
           telemetry: this.telemetry,
           budgets,
           ...(nats ? { publish: (breach) => nats.publishBreach(breach) } : {}),
+          onPublishError: (err) => options.logger.warn({ err: errorMessage(err) }, 'drover: SLA breach not published to NATS'),
         });
         await this.db.query(this.rq.pruneBreaches);
         return { kind: 'none', idleMs: options.slaIntervalMs };

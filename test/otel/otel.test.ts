@@ -188,6 +188,11 @@ describe('gauges and the SLA watch', () => {
       const oldest = await t.metric('drover.state.oldest_age');
       expect(oldest?.descriptor.unit).toBe('s');
       expect((oldest?.dataPoints ?? []).every((p) => (p.value as number) >= 0)).toBe(true);
+      // A state that empties reads 0 at the next collection, not its last value.
+      await rt.send('ticket', 'g3', { type: 'resolve' });
+      await rt.waitFor('ticket', 'g3', { status: 'done' });
+      const after = await t.metric('drover.state.records');
+      expect(new Map((after?.dataPoints ?? []).map((p) => [p.attributes['drover.state'], p.value])).get('assigned')).toBe(0);
     } finally {
       await rt.stop();
     }
