@@ -4,11 +4,11 @@ import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setup } from 'xstate';
-import { createRuntime, durable } from '../../src/index.js';
+import { createRuntime } from '../../src/index.js';
 import { DATABASE_URL, uniqueSchema } from '../helpers/backends.js';
 import { deleteStream, freePort, NATS_URL, OwnNatsServer, openNats, streamMessages, uniqueNats } from '../helpers/nats.js';
 import { until } from '../helpers/until.js';
+import { lamp } from './fixtures/lamp.js';
 
 // The outbox under failure: NATS down mid-run, and a node killed between publish and mark.
 
@@ -23,15 +23,6 @@ afterAll(async () => {
   await nc.close();
   await admin.end();
 });
-
-const lamp = durable(
-  setup({ types: { context: {} as { lamp_id: string }, input: {} as { lamp_id: string } } }).createMachine({
-    id: 'lamp',
-    initial: 'off',
-    context: ({ input }) => ({ lamp_id: input.lamp_id }),
-    states: { off: { on: { toggle: 'on' } }, on: { on: { toggle: 'off' } } },
-  }),
-);
 
 const outbox = async (schema: string) =>
   (await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${schema}".transitions WHERE published_at IS NULL`)).rows[0]?.n ?? -1;
