@@ -158,6 +158,8 @@ export class NatsBus {
     });
     ready.catch(() => {}); // a caller that never awaits `ready` sees the error in the log only
     const run = async () => {
+      // A subscriber may come before any node has started: make sure the stream is there.
+      await this.ensureStream();
       const config = {
         ack_policy: AckPolicy.Explicit,
         filter_subject: subject,

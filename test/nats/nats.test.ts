@@ -206,6 +206,20 @@ describe('events and control in', () => {
     expect(seen).toEqual([`${w.natsPrefix}.wake.parcel:${rt.node}`, `${w.natsPrefix}.wake.parcel:${rt.node}`]);
   });
 
+  it('a subscriber that comes before any node has started (no stream yet) still gets the transitions', async () => {
+    const w = await world();
+    const client = await w.make();
+    const got: string[] = [];
+    await client.subscribe({ machine: 'parcel' }, (t) => {
+      got.push(`${t.id}:${t.to}`);
+    }).ready;
+    const worker = await w.make();
+    await worker.start();
+    await worker.create('parcel', { id: 'early', input: { parcel_id: 'early', customer_id: 'c' } });
+    await until(() => got.length === 1, 'the creation transition');
+    expect(got).toEqual(['early:registered']);
+  });
+
   it('accepts a connection the application already holds, and leaves it open on stop()', async () => {
     const w = await world();
     const own = await openNats();
