@@ -4,6 +4,8 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+/** nats-server with JetStream, for scenario (n). */
+export const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 
 const scale = Number(process.env.BENCH_SCALE ?? '1');
 if (!Number.isFinite(scale) || scale <= 0) throw new Error(`BENCH_SCALE must be a positive number (got ${process.env.BENCH_SCALE})`);
@@ -133,42 +135,47 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))] as number;
 }
 
-/** CPU time so far: this Node process, and every PostgreSQL server process on the machine (ms). */
+/** CPU time so far: this Node process, every PostgreSQL server process and every nats-server on the machine (ms). */
 export interface CpuMark {
   at: number;
   node: number;
   pg: number;
+  nats: number;
 }
 
 export function cpuMark(children: number[] = []): CpuMark {
   const u = process.cpuUsage();
   let pg = 0;
+  let nats = 0;
   let node = 0;
   for (const pid of readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(pid)) continue;
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const mine = children.includes(Number(pid));
-      if (!mine && !stat.includes('(postgres)')) continue;
+      const isPg = stat.includes('(postgres)');
+      const isNats = stat.includes('(nats-server)');
+      if (!mine && !isPg && !isNats) continue;
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks (100 Hz)
       if (mine) node += ticks;
-      else pg += ticks;
+      else if (isPg) pg += ticks;
+      else nats += ticks;
     } catch {
       // The process ended meanwhile.
     }
   }
-  return { at: now(), node: (u.user + u.system) / 1000 + node * 10, pg: pg * 10 };
+  return { at: now(), node: (u.user + u.system) / 1000 + node * 10, pg: pg * 10, nats: nats * 10 };
 }
 
 /**
- * Cores used since `mark`: Node (this process and the given child processes) and PostgreSQL
- * (a process that exited meanwhile is not counted).
+ * Cores used since `mark`: Node (this process and the given child processes), PostgreSQL
+ * and nats-server (a process that exited meanwhile is not counted).
  */
-export function coresSince(mark: CpuMark, children: number[] = []): { node: number; pg: number } {
+export function coresSince(mark: CpuMark, children: number[] = []): { node: number; pg: number; nats: number } {
   const end = cpuMark(children);
   const wall = end.at - mark.at;
-  return { node: (end.node - mark.node) / wall, pg: (end.pg - mark.pg) / wall };
+  return { node: (end.node - mark.node) / wall, pg: (end.pg - mark.pg) / wall, nats: (end.nats - mark.nats) / wall };
 }
 
 /** A throughput result: scenario (a) or (b). */
@@ -204,7 +211,78 @@ export interface LatencyResult {
   notes?: string[];
 }
 
-export type Result = ThroughputResult | LatencyResult;
+/** Which bus carried the transitions in scenario (n). */
+export type NatsBusKind = 'NATS JetStream' | 'in-process bus';
+
+/** (n) committed transition → subscriber latency, over NATS or the in-process bus. */
+export interface NatsLatencyResult {
+  scenario: 'n';
+  kind: 'latency';
+  system: string;
+  variant: NatsBusKind;
+  settings: string;
+  /** The transition's `at` (the step's clock) → handler called, ms (Date.now, 1 ms resolution), sorted. */
+  samples: number[];
+  /** Just before `send()` → handler called, ms (performance.now), sorted. */
+  sendToReceived: number[];
+  /** How long `send()` itself took, ms, sorted. */
+  callMs: number[];
+  error?: string;
+  notes?: string[];
+}
+
+/** (n) records through three steps with every transition published, over NATS or the in-process bus. */
+export interface NatsThroughputResult {
+  scenario: 'n';
+  kind: 'throughput';
+  system: string;
+  variant: NatsBusKind;
+  settings: string;
+  items: number;
+  stepsPerItem: number;
+  enqueueMs: number;
+  /** start() → every record committed in `done`. */
+  runMs: number;
+  /** Last step committed → no row left with `published_at IS NULL` (0 for the in-process bus: no outbox). */
+  drainMs: number;
+  /** Rows still in the outbox when the last step had committed. */
+  backlogAtDone: number;
+  /** Transitions the subscriber should see (from the transitions table), and the distinct ones it saw. */
+  expected: number;
+  received: number;
+  /** Of those, received after start() (the steps; with NATS the creations arrive during the enqueue). */
+  receivedAfterStart: number;
+  duplicates: number;
+  /** start() → the last transition received. */
+  receivedMs: number;
+  /** items/s of every round, when repeated. */
+  rounds?: number[];
+  /** Cores busy from start() to the last transition received. */
+  cores?: { node: number; pg: number; nats: number };
+  /**
+   * The relay's passes after start(), read back from `published_at` (one value per pass: the
+   * mark's clock): how many, rows per pass, how many were full (the batch size), the median
+   * time from one full pass's mark to the next one's while steps were still committing and
+   * after the last one, and each step transition's `at` → `published_at` (ms).
+   */
+  relay?: {
+    passes: number;
+    meanRows: number;
+    maxRows: number;
+    fullPasses: number;
+    gapDuring: number;
+    gapAfter: number;
+    lagP50: number;
+    lagP99: number;
+    lagMax: number;
+  };
+  error?: string;
+  notes?: string[];
+}
+
+export type NatsResult = NatsLatencyResult | NatsThroughputResult;
+
+export type Result = ThroughputResult | LatencyResult | NatsResult;
 
 /**
  * Fires `fire(i)` every `spacingMs` on an absolute schedule (no drift), without waiting for

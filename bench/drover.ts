@@ -1,7 +1,7 @@
 // drover under the three scenarios. Each run gets its own schema and runtime, on a pool whose
 // statements are timed (see profile.ts), so every result comes with where the time went.
 import { fromPromise, setup } from 'xstate';
-import { createRuntime, type DurableMachine, defineJob, durable, type Runtime } from '../src/index.js';
+import { createRuntime, type DurableMachine, defineJob, durable, type Runtime, type RuntimeOptions } from '../src/index.js';
 import {
   admin,
   analyze,
@@ -37,7 +37,7 @@ export const droverSettings = {
   processes: Number(process.env.BENCH_DROVER_PROCESSES ?? '2'),
 };
 
-const describeSettings = () =>
+export const describeSettings = () =>
   `batchSize ${droverSettings.batchSize}, concurrency ${droverSettings.concurrency}, pollInterval ${droverSettings.pollInterval} ms, pool 10`;
 
 // (a) the one-step job: its invoked promise resolves at once.
@@ -95,7 +95,12 @@ const consoleLogger = {
   error: (obj: object, msg?: string) => console.error('drover error:', msg, JSON.stringify(obj)),
 };
 
-async function open(schema: string, machines: DurableMachine[]): Promise<{ rt: Runtime; profile: ProfiledPool }> {
+/** A runtime with the benchmark's settings on a timed pool; `extra` adds options (the NATS scenario's `nats`). */
+export async function open(
+  schema: string,
+  machines: DurableMachine[],
+  extra: Partial<RuntimeOptions> = {},
+): Promise<{ rt: Runtime; profile: ProfiledPool }> {
   const profile = profiledPool(schema);
   const rt = await createRuntime({
     database: profile.pool,
@@ -105,6 +110,7 @@ async function open(schema: string, machines: DurableMachine[]): Promise<{ rt: R
     concurrency: droverSettings.concurrency,
     pollInterval: droverSettings.pollInterval,
     logger: process.env.BENCH_LOG === '1' ? consoleLogger : undefined,
+    ...extra,
   });
   return { rt, profile };
 }
@@ -114,7 +120,7 @@ async function open(schema: string, machines: DurableMachine[]): Promise<{ rt: R
  * created in caller transactions (`create(..., { tx })`) of `enqueueChunk` records, with
  * `enqueueParallel` transactions in flight: one round trip per record, one commit per chunk.
  */
-async function enqueue(rt: Runtime, profile: ProfiledPool, machine: string, n: number, input: (i: number) => unknown): Promise<void> {
+export async function enqueue(rt: Runtime, profile: ProfiledPool, machine: string, n: number, input: (i: number) => unknown): Promise<void> {
   const chunk = droverSettings.enqueueChunk;
   const chunks = Math.ceil(n / chunk);
   await parallelFor(chunks, droverSettings.enqueueParallel, async (c) => {

@@ -39,7 +39,8 @@ export function profiledPool(schema: string, max = 10): ProfiledPool {
     });
   }
   const names = new Map<string, string>();
-  for (const [name, text] of Object.entries(createQueries(schema).sql)) names.set(text, name);
+  // With NATS (scenario n) the statements that write transitions leave them in the outbox: their text differs.
+  for (const outbox of [false, true]) for (const [name, text] of Object.entries(createQueries(schema, { outbox }).sql)) names.set(text, name);
   const stats = new Map<string, Stat>();
   const label = (text: string) => names.get(text) ?? `other: ${text.replace(/\s+/g, ' ').trim().slice(0, 40)}`;
   const original = pool.query.bind(pool) as (text: string, params?: unknown[]) => Promise<pg.QueryResult>;

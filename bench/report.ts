@@ -1,20 +1,33 @@
 // Turns results into Markdown tables: throughput, latency and drover/peer ratios.
 import { execSync } from 'node:child_process';
 import { cpus, loadavg, totalmem } from 'node:os';
-import { admin, config, type LatencyResult, percentile, type Result, type ThroughputResult } from './common.js';
+import { connect } from '@nats-io/transport-node';
+import {
+  admin,
+  config,
+  errorText,
+  NATS_URL,
+  type LatencyResult,
+  type NatsLatencyResult,
+  type NatsThroughputResult,
+  percentile,
+  type Result,
+  type ThroughputResult,
+} from './common.js';
 
 const f0 = (v: number) => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : '–');
 const f1 = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : '–');
 const f2 = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : '–');
 
-export const itemsPerSec = (r: ThroughputResult) => (r.error ? Number.NaN : (r.items * 1000) / r.runMs);
+type Timed = { items: number; runMs: number; error?: string };
+export const itemsPerSec = (r: Timed) => (r.error ? Number.NaN : (r.items * 1000) / r.runMs);
 const label = (r: Result) => `${r.system} (${r.variant})`;
 
 /** The run with the median items/s (failed runs count as slowest), with every round's items/s. */
-export function median(runs: ThroughputResult[]): ThroughputResult {
-  const speed = (r: ThroughputResult) => (r.error ? -1 : itemsPerSec(r));
+export function median<T extends Timed>(runs: T[]): T & { rounds: number[] } {
+  const speed = (r: T) => (r.error ? -1 : itemsPerSec(r));
   const sorted = [...runs].sort((a, b) => speed(a) - speed(b));
-  const mid = sorted[Math.floor((sorted.length - 1) / 2)] as ThroughputResult;
+  const mid = sorted[Math.floor((sorted.length - 1) / 2)] as T;
   return { ...mid, rounds: runs.map(speed) };
 }
 
@@ -28,6 +41,16 @@ export async function machine(): Promise<string[]> {
        ORDER BY name`,
     )
   ).rows.map((s) => `${s.name}=${s.setting}${s.unit ? ` (${s.unit})` : ''}`);
+  let natsVersion = '';
+  if (config.only.has('n')) {
+    try {
+      const nc = await connect({ servers: NATS_URL, name: 'drover-bench-info' });
+      natsVersion = `nats-server ${nc.info?.version ?? '?'}, JetStream, file storage`;
+      await nc.close();
+    } catch (err) {
+      natsVersion = `not reachable (${errorText(err)})`;
+    }
+  }
   let nproc = '';
   try {
     nproc = execSync('nproc', { encoding: 'utf8' }).trim();
@@ -44,6 +67,7 @@ export async function machine(): Promise<string[]> {
       .map((l) => l.toFixed(2))
       .join(' ')}`,
     `- BENCH_SCALE=${config.scale}: (a) ${config.jobs} jobs, (b) ${config.chains} records × 3 steps, (c) ${config.latencyEvents} events every ${config.latencySpacingMs} ms`,
+    ...(config.only.has('n') ? [`- (n) NATS at ${NATS_URL}: ${natsVersion}; ${config.chains} records × 3 steps, ${config.latencyEvents} sends every ${config.latencySpacingMs} ms`] : []),
   ];
 }
 
@@ -118,6 +142,82 @@ function latencyRatios(results: Result[]): string[] {
   return lines;
 }
 
+/** (n): NATS against the in-process bus, latency and throughput, and what NATS costs. */
+function natsSection(results: Result[]): string[] {
+  const lat = results.filter((r): r is NatsLatencyResult => r.scenario === 'n' && r.kind === 'latency');
+  const thr = results.filter((r): r is NatsThroughputResult => r.scenario === 'n' && r.kind === 'throughput');
+  const out: string[] = [];
+  if (lat.length) {
+    out.push(
+      'Latency, committed transition → subscriber (`at` → handler, Date.now, 1 ms resolution):',
+      '',
+      '| bus | n | p50 ms | p95 ms | p99 ms | max ms | send() call → handler p50 / p99 ms | send() call p50 ms | settings |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---|',
+    );
+    for (const r of lat) {
+      if (r.error) {
+        out.push(`| ${r.variant} | – | – | – | – | – | – | – | failed: ${r.error} |`);
+        continue;
+      }
+      const s = r.samples;
+      out.push(
+        `| ${r.variant} | ${s.length} | ${f1(percentile(s, 50))} | ${f1(percentile(s, 95))} | ${f1(percentile(s, 99))} | ${f1(s[s.length - 1] ?? Number.NaN)} | ${f1(percentile(r.sendToReceived, 50))} / ${f1(percentile(r.sendToReceived, 99))} | ${f1(percentile(r.callMs, 50))} | ${r.settings} |`,
+      );
+    }
+    out.push('');
+  }
+  if (thr.length) {
+    out.push(
+      `Throughput, ${thr[0]?.items ?? '?'} records × 3 steps, one subscriber on every transition:`,
+      '',
+      '| bus | enqueue ms | run s | records/s (median) | steps/s | steps/s of each round | outbox at the last step: rows, ms to drain | received / expected | last received, s after start() | received/s after start() | CPU cores: Node / PG / NATS | settings |',
+      '|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|',
+    );
+    const relayLines: string[] = [];
+    for (const r of thr) {
+      if (r.error) {
+        out.push(`| ${r.variant} | – | – | – | – | – | – | ${r.received} / ${r.expected} | – | – | – | failed: ${r.error} |`);
+        continue;
+      }
+      const ips = itemsPerSec(r);
+      const cores = r.cores ? `${f2(r.cores.node)} / ${f2(r.cores.pg)} / ${f2(r.cores.nats)}` : '–';
+      if (r.relay) {
+        const x = r.relay;
+        relayLines.push(
+          `- relay (${r.variant}, median round, after start()), read back from \`published_at\`: ${f0(x.passes)} passes, ${f1(x.meanRows)} rows per pass on average (max ${f0(x.maxRows)}), ${f0(x.fullPasses)} of them full (256); ` +
+            `while steps were committing it published ${f0(r.receivedAfterStart - r.backlogAtDone)} rows in ${f2(r.runMs / 1000)} s (${f0(((r.receivedAfterStart - r.backlogAtDone) * 1000) / r.runMs)}/s, a full pass every ${f1(x.gapDuring)} ms, p50), ` +
+            `after the last step ${f0(r.backlogAtDone)} rows in ${f2(r.drainMs / 1000)} s (${f0((r.backlogAtDone * 1000) / r.drainMs)}/s, every ${f1(x.gapAfter)} ms); ` +
+            `each transition's \`at\` → \`published_at\`: p50 ${f0(x.lagP50)} ms, p99 ${f0(x.lagP99)} ms, max ${f0(x.lagMax)} ms`,
+        );
+      }
+      out.push(
+        `| ${r.variant} | ${f0(r.enqueueMs)} | ${f2(r.runMs / 1000)} | ${f0(ips)} | ${f0(ips * r.stepsPerItem)} | ${(r.rounds ?? []).map((x) => (x < 0 ? 'failed' : f0(x * r.stepsPerItem))).join(', ')} | ${f0(r.backlogAtDone)}, ${f0(r.drainMs)} | ${f0(r.received)} / ${f0(r.expected)}${r.duplicates ? ` (${r.duplicates} duplicates)` : ''} | ${f2(r.receivedMs / 1000)} | ${f0((r.receivedAfterStart * 1000) / r.receivedMs)} | ${cores} | ${r.settings} |`,
+      );
+    }
+    out.push('', ...(relayLines.length ? [...relayLines, ''] : []));
+  }
+  const ratio: string[] = [];
+  const nt = thr.find((r) => r.variant === 'NATS JetStream' && !r.error);
+  const lt = thr.find((r) => r.variant === 'in-process bus' && !r.error);
+  if (nt && lt) {
+    ratio.push(
+      `| steps/s, NATS / in-process | ${f0(itemsPerSec(nt) * nt.stepsPerItem)} / ${f0(itemsPerSec(lt) * lt.stepsPerItem)} | ${f2(itemsPerSec(nt) / itemsPerSec(lt))}× |`,
+      `| start() → last transition received, NATS / in-process | ${f2(nt.receivedMs / 1000)} s / ${f2(lt.receivedMs / 1000)} s | ${f2(nt.receivedMs / lt.receivedMs)}× |`,
+    );
+  }
+  const nl = lat.find((r) => r.variant === 'NATS JetStream' && !r.error);
+  const ll = lat.find((r) => r.variant === 'in-process bus' && !r.error);
+  if (nl && ll) {
+    for (const p of [50, 99]) {
+      const a = percentile(nl.samples, p);
+      const b = percentile(ll.samples, p);
+      ratio.push(`| latency p${p}, NATS / in-process | ${f1(a)} ms / ${f1(b)} ms | ${f2(a / b)}× (+${f1(a - b)} ms) |`);
+    }
+  }
+  if (ratio.length) out.push('| what | NATS / in-process | ratio |', '|---|---:|---:|', ...ratio, '');
+  return out;
+}
+
 /** The whole report as Markdown. */
 export function report(results: Result[], header: string[], xstate: string[] = []): string {
   const out = ['# drover benchmark', '', ...header, ''];
@@ -127,14 +227,19 @@ export function report(results: Result[], header: string[], xstate: string[] = [
   if (a.length) out.push('## (a) one-step jobs', '', ...throughputTable(a), '');
   if (b.length) out.push('## (b) three steps per record', '', ...throughputTable(b), '');
   if (c.length) out.push('## (c) enqueue → start latency', '', ...latencyTable(c), '');
+  const n = natsSection(results);
+  if (n.length) out.push('## (n) NATS', '', ...n);
   if (xstate.length) out.push('## (x) one step in JavaScript (no database)', '', ...xstate, '');
-  out.push('## Ratios', '', 'Throughput, drover over each peer (above 1: drover is faster):', '', ...ratios(results), '');
+  // Only when there is a peer to compare with (the header row and rule alone are 2 lines).
+  const tr = ratios(results);
   const lr = latencyRatios(results);
+  if (tr.length > 2 || lr.length) out.push('## Ratios', '');
+  if (tr.length > 2) out.push('Throughput, drover over each peer (above 1: drover is faster):', '', ...tr, '');
   if (lr.length) out.push('Latency, drover over each peer, p50 / p99 (below 1: drover starts work sooner):', '', ...lr, '');
   const notes = results.filter((r) => r.notes && r.notes.length > 0);
   if (notes.length) {
     out.push('## Where drover spent its time (client-side statement timings)', '');
-    for (const r of notes) out.push(`### (${r.scenario}) ${label(r)}`, '', ...(r.notes ?? []), '');
+    for (const r of notes) out.push(`### (${r.scenario}) ${label(r)}${r.scenario === 'n' ? `, ${r.kind}` : ''}`, '', ...(r.notes ?? []), '');
   }
   out.push(
     `load average at end: ${loadavg()

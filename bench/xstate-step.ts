@@ -31,7 +31,7 @@ function reusableScope(machine: AnyStateMachine, actions: unknown[]): AnyActorSc
 }
 
 /** µs per call: the fastest of 5 batches of `n` calls (other load on the machine only adds time). */
-function time(n: number, fn: () => void): number {
+export function time(n: number, fn: () => void): number {
   for (let i = 0; i < Math.min(1000, n); i++) fn(); // warm-up
   let best = Number.POSITIVE_INFINITY;
   for (let batch = 0; batch < 5; batch++) {
