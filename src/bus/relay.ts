@@ -7,7 +7,7 @@ import type { Clock } from '../time.js';
 import type { NatsBus, PublishedTransition } from './nats.js';
 
 /** Test seams of the relay (crash tests hold it between publish and mark). */
-export const relayHooks: { afterPublish?: (count: number) => void } = {};
+export const relayHooks: { beforePublish?: (count: number) => void; afterPublish?: (count: number) => void } = {};
 
 interface OutboxRow {
   tid: string;
@@ -60,6 +60,7 @@ export function createRelay(deps: {
       if (deps.db.kind === 'pg') await tx.query('SET LOCAL synchronous_commit = off');
       const rows = (await tx.query<OutboxRow>(select, [batch])).rows;
       if (rows.length === 0) return 0;
+      relayHooks.beforePublish?.(rows.length);
       await deps.bus.publishTransitions(
         rows.map((r) => ({
           id: r.instance_id,
