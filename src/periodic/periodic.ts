@@ -4,6 +4,7 @@ import type { SupervisorQueries } from '../db/supervisor-queries.js';
 import { DuplicateRecordError, errorMessage, InvalidArgumentError, RunTimeoutError, serializeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { done, type HandlerResult, none } from '../supervisor/results.js';
+import { TAG } from '../supervisor/supervisor.js';
 import type { HandlerContext } from '../supervisor/worker.js';
 import { type Clock, type Duration, parseDuration } from '../time.js';
 import * as N from '../otel/names.js';
@@ -74,8 +75,6 @@ export interface PeriodicConfig {
   maxAttempts: number;
   backoff: { baseMs: number; maxMs: number };
 }
-
-const TAG = /^[A-Za-z0-9_.:-]{1,200}$/;
 
 /** Validates `runtime.periodic()` arguments. */
 export function periodicConfig(name: string, spec: ScheduleSpec, run: PeriodicRun, options: PeriodicOptions = {}): PeriodicConfig {

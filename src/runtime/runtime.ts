@@ -88,6 +88,7 @@ class DroverRuntime implements Runtime {
   private resolveDone!: () => void;
   private readonly telemetry: Telemetry;
   private readonly rq: ReturnType<typeof createResidencyQueries>;
+  private readonly sq: ReturnType<typeof createSupervisorQueries>;
   private unobserve: (() => void) | undefined;
   readonly supervisor: Supervisor;
   readonly done: Promise<void> = new Promise((resolve) => {
@@ -103,6 +104,7 @@ class DroverRuntime implements Runtime {
     this.db = options.db;
     this.queries = createQueries(options.schema, { outbox: nats !== undefined });
     this.rq = createResidencyQueries(options.schema);
+    this.sq = createSupervisorQueries(options.schema);
     this.telemetry = new Telemetry({ tracerProvider: options.tracerProvider, meterProvider: options.meterProvider });
     this.registry = new MachineRegistry(options.machines);
     this.bus = new LocalBus((err) => options.logger.error({ err: errorMessage(err) }, 'drover: subscriber failed'));
@@ -128,7 +130,7 @@ class DroverRuntime implements Runtime {
     this.invoker = new Invoker(this.ctx);
     this.supervisor = new Supervisor({
       db: this.db,
-      sql: createSupervisorQueries(options.schema),
+      sql: this.sq,
       node: options.node,
       logger: options.logger,
       clock: options.clock,
@@ -156,7 +158,7 @@ class DroverRuntime implements Runtime {
     }
     const budgets = slaBudgets(options.machines);
     if (budgets.length > 0) {
-      this.supervisor.addHousekeeping('drover.sla', async () => {
+      this.supervisor.addEvery('drover.sla', options.slaIntervalMs, async () => {
         await watchSla({
           db: this.db,
           sql: this.rq,
@@ -168,7 +170,6 @@ class DroverRuntime implements Runtime {
           onPublishError: (err) => options.logger.warn({ err: errorMessage(err) }, 'drover: SLA breach not published to NATS'),
         });
         await this.db.query(this.rq.pruneBreaches);
-        return { kind: 'none', idleMs: options.slaIntervalMs };
       });
     }
   }
@@ -230,7 +231,7 @@ class DroverRuntime implements Runtime {
     const config = periodicConfig(name, schedule, run, options);
     const worker = periodicWorker(config, {
       db: this.db,
-      sql: createSupervisorQueries(this.schema),
+      sql: this.sq,
       clock: this.options.clock,
       node: this.node,
       logger: this.options.logger,

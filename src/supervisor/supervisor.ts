@@ -8,7 +8,7 @@ import type { Page } from '../runtime/types.js';
 import { type Clock, type Duration, parseDuration } from '../time.js';
 import { type Service, serviceMachine, supervisorMachine } from './machines.js';
 import { type MetricEvent, MetricsHub, type MetricStream } from './metrics.js';
-import type { HandlerResult } from './results.js';
+import { type HandlerResult, none } from './results.js';
 import { createStatusStore, type WorkerEntry, type WorkerStatus } from './store.js';
 import { type WorkerActor, type WorkerHandler, type WorkerInput, workerMachine, workerStatus } from './worker.js';
 
@@ -78,7 +78,8 @@ interface Entry {
 }
 
 const NAME = /^[A-Za-z0-9_.-]{1,100}$/;
-const TAG = /^[A-Za-z0-9_.:-]{1,200}$/;
+/** What a pause/resume tag may be: 1-200 letters, digits or `_.:-`. */
+export const TAG = /^[A-Za-z0-9_.:-]{1,200}$/;
 
 const toRun = (r: RunRow): RunRecord => ({
   id: r.id,
@@ -128,9 +129,9 @@ export class Supervisor {
       ...(deps.inspect ? { inspect: deps.inspect } : {}),
     });
     this.root.start();
-    this.addInternal('drover.control', () => this.syncControl());
-    this.addInternal('drover.heartbeat', () => this.heartbeat());
-    this.addInternal('drover.reaper', () => this.reap());
+    this.addEvery('drover.control', deps.controlIntervalMs, () => this.syncControl());
+    this.addEvery('drover.heartbeat', deps.heartbeatIntervalMs, () => this.heartbeat());
+    this.addEvery('drover.reaper', deps.reaperIntervalMs, () => this.reap());
   }
 
   /** The supervisor actor's state: `idle`, `starting`, `running`, `draining` or `stopped`. */
@@ -339,19 +340,15 @@ export class Supervisor {
     return entry;
   }
 
-  private addInternal(name: string, tick: () => Promise<void>): void {
-    const interval = {
-      'drover.control': this.deps.controlIntervalMs,
-      'drover.heartbeat': this.deps.heartbeatIntervalMs,
-      'drover.reaper': this.deps.reaperIntervalMs,
-    }[name] as number;
+  /** @internal Adds an engine actor (`drover.*`) that runs `tick` every `intervalMs` while the supervisor runs. */
+  addEvery(name: string, intervalMs: number, tick: () => Promise<void>): void {
     this.addHousekeeping(
       name,
       async () => {
         await tick();
-        return { kind: 'none', idleMs: interval };
+        return none(intervalMs);
       },
-      Math.min(1000, interval),
+      Math.min(1000, intervalMs),
     );
   }
 
