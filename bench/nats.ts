@@ -95,6 +95,15 @@ async function openOn(
   }
 }
 
+/** Stops a run's runtime, its profiled pool and its stream, drops its schema, and lets the machine settle. */
+async function closeRun(opened: Awaited<ReturnType<typeof openOn>> | undefined, schema: string): Promise<void> {
+  await opened?.rt.stop().catch(() => {});
+  await opened?.profile.close();
+  await opened?.cleanup();
+  await dropSchema(schema);
+  await settle();
+}
+
 /** What the relay did after start(), from the rows it marked (see NatsThroughputResult.relay). */
 async function relayPasses(schema: string, startAt: Date, doneAt: Date): Promise<NonNullable<NatsThroughputResult['relay']>> {
   const { rows } = await admin.query<NonNullable<NatsThroughputResult['relay']>>(
@@ -174,11 +183,7 @@ export async function natsLatency(bus: NatsBusKind): Promise<NatsLatencyResult> 
   } catch (err) {
     result.error = errorText(err);
   } finally {
-    await opened?.rt.stop().catch(() => {});
-    await opened?.profile.close();
-    await opened?.cleanup();
-    await dropSchema(schema);
-    await settle();
+    await closeRun(opened, schema);
   }
   return result;
 }
@@ -282,11 +287,7 @@ export async function natsThroughput(bus: NatsBusKind, n = config.chains): Promi
   } catch (err) {
     result.error = errorText(err);
   } finally {
-    await opened?.rt.stop().catch(() => {});
-    await opened?.profile.close();
-    await opened?.cleanup();
-    await dropSchema(schema);
-    await settle();
+    await closeRun(opened, schema);
   }
   return result;
 }
