@@ -1,28 +1,11 @@
 import type { Database } from '../db/database.js';
-import { backoffMs, quoteSchema } from '../db/database.js';
+import { backoffMs } from '../db/database.js';
+import { createOutboxQueries } from '../db/outbox-queries.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { done, type HandlerResult, none } from '../supervisor/results.js';
 import type { Clock } from '../time.js';
-import type { NatsBus, PublishedTransition } from './nats.js';
-
-/** Test seams of the relay (crash tests hold it between publish and mark). */
-export const relayHooks: { beforePublish?: (count: number) => void; afterPublish?: (count: number) => void } = {};
-
-interface OutboxRow {
-  tid: string;
-  machine: string;
-  instance_id: string;
-  version: number;
-  seq: number;
-  from_state: string | null;
-  to_state: string;
-  status: PublishedTransition['status'];
-  event: PublishedTransition['event'];
-  at: Date;
-  ids: Record<string, unknown>;
-  traceparent: string | null;
-}
+import type { NatsBus } from './nats.js';
 
 /**
  * The outbox relay: publishes committed transition rows to JetStream in id order, then marks
@@ -42,25 +25,19 @@ export function createRelay(deps: {
 }) {
   let failures = 0;
   let retryAt = 0; // while failing, commits do not cut the backoff short
-  const s = quoteSchema(deps.schema);
+  const sql = createOutboxQueries(deps.schema);
   const batch = deps.batchSize ?? 256;
   const lockKey = `drover.relay.${deps.schema}`;
-  const select = `
-    SELECT id::text AS tid, machine, instance_id, version, seq, from_state, to_state, status, event, at, ids, traceparent
-    FROM ${s}.transitions WHERE published_at IS NULL ORDER BY id LIMIT $1`;
-  const mark = `UPDATE ${s}.transitions SET published_at = $2 WHERE id = ANY($1::bigint[])`;
 
   /** One pass; returns how many rows it published, or null when another node's relay holds the lock. */
   async function relayOnce(): Promise<number | null> {
     if (!deps.bus.connected) throw new Error('NATS is disconnected');
     return deps.db.transaction(async (tx) => {
-      const lock = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked', [lockKey]);
-      if (!lock.rows[0]?.locked) return null;
+      if (!(await sql.tryLock(tx, { key: lockKey }))) return null;
       // A mark lost in a crash only re-publishes, which the stream drops: no need to wait for the WAL flush.
-      if (deps.db.kind === 'pg') await tx.query('SET LOCAL synchronous_commit = off');
-      const rows = (await tx.query<OutboxRow>(select, [batch])).rows;
+      if (deps.db.kind === 'pg') await sql.commitWithoutFlush(tx);
+      const rows = await sql.unpublished(tx, { limit: batch });
       if (rows.length === 0) return 0;
-      relayHooks.beforePublish?.(rows.length);
       await deps.bus.publishTransitions(
         rows.map((r) => ({
           id: r.instance_id,
@@ -76,8 +53,7 @@ export function createRelay(deps: {
           traceparent: r.traceparent,
         })),
       );
-      relayHooks.afterPublish?.(rows.length);
-      await tx.query(mark, [rows.map((r) => r.tid), new Date(deps.clock.now())]);
+      await sql.markPublished(tx, { ids: rows.map((r) => r.tid), at: new Date(deps.clock.now()) });
       return rows.length;
     });
   }
@@ -86,7 +62,7 @@ export function createRelay(deps: {
     relayOnce,
     /** The relay as a supervised worker: woken by commits, else it looks every `idleMs`. */
     async handler(): Promise<HandlerResult> {
-      const wait = retryAt - Date.now();
+      const wait = retryAt - deps.clock.now();
       if (failures > 0 && wait > 0) return none(wait);
       let n: number | null;
       try {
@@ -98,7 +74,7 @@ export function createRelay(deps: {
           deps.logger.warn({ err: errorMessage(err), failures }, 'drover: outbox relay cannot publish; transitions wait in the outbox');
         }
         const delay = backoffMs(failures, 100, 5000);
-        retryAt = Date.now() + delay;
+        retryAt = deps.clock.now() + delay;
         return none(delay);
       }
       if (failures > 0) deps.logger.info({ failures }, 'drover: outbox relay publishing again');
