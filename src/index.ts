@@ -1,6 +1,6 @@
 // The public API of drover: re-exports only.
 
-export type { TransitionFilter, TransitionMessage } from './bus/local.js';
+export type { TransitionFilter, TransitionMessage } from './bus/bus.js';
 export type { NatsSource } from './bus/nats.js';
 export type { CallerTransaction } from './db/database.js';
 export {
@@ -26,7 +26,7 @@ export { stateString } from './record/state.js';
 export type { RecordStatus } from './record/step.js';
 export type { RuntimeOptions } from './runtime/options.js';
 export { createRuntime } from './runtime/runtime.js';
-export type { CreateOptions, DroverEvent, HistoryEntry, NodeInfo, Page, RecordView, ResidencyRow, Runtime, Unsubscribe, WaitCondition } from './runtime/types.js';
+export type { CreateManyItem, CreateManyOptions, CreateOptions, DroverEvent, HistoryEntry, NodeInfo, Page, RecordView, ResidencyRow, Runtime, Unsubscribe, WaitCondition } from './runtime/types.js';
 export type { PeriodicContext, PeriodicOptions, PeriodicResult, PeriodicRun } from './periodic/periodic.js';
 export type { ScheduleSpec } from './periodic/schedule.js';
 export type { MetricEvent, MetricStream } from './supervisor/metrics.js';
@@ -37,5 +37,5 @@ export type { RunRecord, Supervisor, WorkerConfig, WorkerHandle } from './superv
 export type { HandlerContext, WorkerHandler } from './supervisor/worker.js';
 export type { ResidencyProcessorOptions } from './otel/residency.js';
 export { RESIDENCY_BUCKETS, ResidencySpanProcessor } from './otel/residency.js';
-export type { Clock, Duration } from './time.js';
+export type { Clock, Duration, TimerHandle } from './time.js';
 export { parseDuration, systemClock, TestClock } from './time.js';

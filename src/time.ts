@@ -1,29 +1,94 @@
 import { InvalidArgumentError } from './errors.js';
 
+/** A timer handle, as a {@link Clock} hands it out. */
+export type TimerHandle = unknown;
+
 /**
- * Where drover gets the time. Core logic asks the clock instead of calling `Date.now()`, so
- * tests can move time by hand.
+ * Where drover gets the time and waits on it. Core logic asks the clock instead of calling
+ * `Date.now()` or `setTimeout()`, so tests can move time by hand.
  */
 export interface Clock {
   now(): number;
+  /**
+   * Calls `fn` once after `ms` of this clock's time. Optional: a clock with only `now()`
+   * waits on real timers.
+   */
+  setTimeout?(fn: () => void, ms: number): TimerHandle;
+  /** Cancels a timer of {@link Clock.setTimeout}. */
+  clearTimeout?(handle: TimerHandle): void;
 }
 
-/** The wall clock. */
-export const systemClock: Clock = { now: () => Date.now() };
+/** The wall clock and real timers. */
+export const systemClock: Required<Clock> = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
 
-/** A clock that only moves when told to: for tests of timer logic. */
-export class TestClock implements Clock {
+/** A clock with timers: the given one, with real timers where it has none. */
+export function withTimers(clock: Clock): Required<Clock> {
+  if (clock.setTimeout && clock.clearTimeout) return clock as Required<Clock>;
+  return { now: () => clock.now(), setTimeout: systemClock.setTimeout, clearTimeout: systemClock.clearTimeout };
+}
+
+/** Resolves after `ms` on `clock` (or at once when `signal` aborts). */
+export function sleep(clock: Required<Clock>, ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clock.clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = clock.setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * A clock that only moves when told to: for tests of timer logic. Its timers fire, in due
+ * order, when {@link TestClock.advance} or {@link TestClock.set} moves time past them.
+ *
+ * @example
+ * const clock = new TestClock();
+ * const drover = await createRuntime({ clock, machines: [order] });
+ * clock.advance('24h'); // the order's paymentWindow timer fires now
+ */
+export class TestClock implements Required<Clock> {
+  private timers = new Map<number, { at: number; fn: () => void }>();
+  private nextId = 1;
   constructor(private current = Date.UTC(2026, 0, 1)) {}
   now(): number {
     return this.current;
   }
-  /** Moves time forward by a duration. */
-  advance(by: Duration): void {
-    this.current += parseDuration(by);
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    const id = this.nextId++;
+    this.timers.set(id, { at: this.current + Math.max(0, ms), fn });
+    return id;
   }
-  /** Sets the time. */
+  clearTimeout(handle: TimerHandle): void {
+    this.timers.delete(handle as number);
+  }
+  /** Timers not yet fired. */
+  get pending(): number {
+    return this.timers.size;
+  }
+  /** Moves time forward by a duration, firing the timers it passes. */
+  advance(by: Duration): void {
+    this.set(this.current + parseDuration(by));
+  }
+  /** Sets the time, firing the timers due by then (time never moves back for timers). */
   set(to: number | Date): void {
-    this.current = typeof to === 'number' ? to : to.getTime();
+    const target = typeof to === 'number' ? to : to.getTime();
+    for (;;) {
+      let next: [number, { at: number; fn: () => void }] | undefined;
+      for (const entry of this.timers) if (entry[1].at <= target && (!next || entry[1].at < next[1].at)) next = entry;
+      if (!next) break;
+      this.timers.delete(next[0]);
+      this.current = Math.max(this.current, next[1].at);
+      next[1].fn();
+    }
+    this.current = target;
   }
 }
 

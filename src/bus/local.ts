@@ -1,67 +1,37 @@
-import type { EventObject } from 'xstate';
-import type { RecordStatus, TransitionRow } from '../record/step.js';
-
-/** A committed transition as subscribers see it. */
-export interface TransitionMessage {
-  id: string;
-  machine: string;
-  version: number;
-  from: string | null;
-  to: string;
-  status: RecordStatus;
-  event: EventObject;
-  at: Date;
-  seq: number;
-  /** Every context field whose name ends in `_id`, at this transition. */
-  ids: Record<string, unknown>;
-  /** W3C trace context of the request behind it, when known (NATS messages carry it). */
-  traceparent?: string | null;
-}
-
-/** The messages for a record's committed transitions. */
-export function transitionMessages(id: string, machine: string, version: number, transitions: TransitionRow[]): TransitionMessage[] {
-  return transitions.map((t) => ({
-    id,
-    machine,
-    version,
-    from: t.from,
-    to: t.to,
-    status: t.status,
-    event: t.event,
-    at: new Date(t.at),
-    seq: t.seq,
-    ids: t.ids ?? {},
-  }));
-}
-
-/** Which transitions a subscriber wants; every field is optional. */
-export interface TransitionFilter {
-  machine?: string;
-  /** Target state: exact, or a parent (`b` matches `b.x`). */
-  to?: string;
-  from?: string;
-}
+import { InvalidArgumentError } from '../errors.js';
+import {
+  type Bus,
+  type BusHandlers,
+  statePrefixMatch,
+  type TransitionFilter,
+  type TransitionMessage,
+  type Unsubscribe,
+} from './bus.js';
 
 type Handler = (t: TransitionMessage) => void | Promise<void>;
-
-/** Whether a state string matches a filter: itself, a child (`b` → `b.x`), or a parallel leaf. */
-export const statePrefixMatch = (want: string | undefined, got: string | null) =>
-  want === undefined || got?.split(',').some((leaf) => leaf === want || leaf.startsWith(`${want}.`));
 
 /**
  * The in-process bus: transitions committed by this runtime reach this runtime's
  * subscribers, in commit order. A handler's error is logged and does not stop delivery.
+ * Other nodes are woken by the database's NOTIFY, so the notices are no-ops here.
  */
-export class LocalBus {
+export class LocalBus implements Bus {
+  readonly outbox = false;
   private readonly subscribers = new Set<{ filter: TransitionFilter; handler: Handler }>();
   constructor(private readonly onError: (err: unknown) => void) {}
 
-  subscribe(filter: TransitionFilter, handler: Handler): () => void {
+  async start(_handlers: BusHandlers): Promise<void> {}
+
+  subscribe(filter: TransitionFilter, handler: Handler, durable?: string): Unsubscribe {
+    if (durable !== undefined) {
+      throw new InvalidArgumentError('a durable subscription needs NATS (the `nats` option); the in-process bus delivers live transitions only');
+    }
     const entry = { filter, handler };
     this.subscribers.add(entry);
-    return () => {
+    const off = () => {
       this.subscribers.delete(entry);
     };
+    return Object.assign(off, { ready: Promise.resolve() });
   }
 
   publish(messages: TransitionMessage[]): void {
@@ -78,5 +48,12 @@ export class LocalBus {
         }
       }
     }
+  }
+
+  announceWork(): void {}
+  announceControl(): void {}
+  async publishBreach(): Promise<void> {}
+  async close(): Promise<void> {
+    this.subscribers.clear();
   }
 }

@@ -2,8 +2,16 @@ import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, 
 import { connect, headers, type Msg, type NatsConnection, type NodeConnectionOptions, nanos, type Subscription } from '@nats-io/transport-node';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { TransitionFilter, TransitionMessage } from './local.js';
-import { statePrefixMatch } from './local.js';
+import {
+  type Breach,
+  type Bus,
+  type BusHandlers,
+  type ControlOp,
+  statePrefixMatch,
+  type TransitionFilter,
+  type TransitionMessage,
+  type Unsubscribe,
+} from './bus.js';
 
 /** What the runtime's `nats` option takes: servers, connection options, or a connection the application holds. */
 export type NatsSource = string | string[] | NodeConnectionOptions | NatsConnection;
@@ -37,7 +45,9 @@ const encoder = new TextEncoder();
  * drover on NATS: transitions into a JetStream stream (deduplicated by `Nats-Msg-Id`), durable
  * or live subscriptions, request/reply `send`, control and wake-up messages between nodes.
  */
-export class NatsBus {
+export class NatsBus implements Bus {
+  /** Transitions go out through the outbox relay, not at once. */
+  readonly outbox = true;
   private readonly subs: Subscription[] = [];
   private readonly consumers = new Set<{ stop(): Promise<void> }>();
   /** False while the client is disconnected: the relay then waits instead of holding a transaction open on a publish that cannot succeed. */
@@ -79,6 +89,23 @@ export class NatsBus {
       throw err;
     }
   }
+
+  /** The stream, `send` request/reply, control and wake notices from other nodes. */
+  async start(handlers: BusHandlers): Promise<void> {
+    await this.ensureStream();
+    this.serveSend(handlers.send);
+    this.listen(this.subject('control', '*'), (subject, data) => {
+      const { value, node } = data as { value: string; node: string };
+      handlers.control(subject.split('.').at(-1) as string, value, node);
+    });
+    this.listen(this.subject('wake', '*'), (subject, data) => {
+      const { node, queue, at } = data as { node: string; queue?: string; at?: number | null };
+      handlers.wake(queue ?? (subject.split('.').at(-1) as string), node, typeof at === 'number' ? at : null);
+    });
+  }
+
+  /** Nothing to do: the relay publishes committed transitions from the outbox. */
+  publish(_messages: TransitionMessage[]): void {}
 
   subject(kind: 'transition' | 'send' | 'control' | 'wake' | 'sla', ...tokens: string[]): string {
     return [this.settings.prefix, kind, ...tokens].join('.');
@@ -139,7 +166,7 @@ export class NatsBus {
     filter: TransitionFilter,
     handler: (t: PublishedTransition) => void | Promise<void>,
     durable?: string,
-  ): (() => void) & { ready: Promise<void> } {
+  ): Unsubscribe {
     const subject = this.subject('transition', filter.machine ?? '*', '*');
     let stopped = false;
     let stopConsumer: (() => Promise<void>) | undefined;
@@ -204,7 +231,7 @@ export class NatsBus {
   }
 
   /** Answers requests on `<prefix>.send.<machine>`, one node per request (a queue group). */
-  serveSend(answer: (machine: string, body: unknown) => Promise<unknown>): void {
+  private serveSend(answer: (machine: string, body: unknown) => Promise<unknown>): void {
     const sub = this.nc.subscribe(this.subject('send', '*'), { queue: `${this.settings.prefix}.send` });
     this.subs.push(sub);
     const handle = async (m: Msg) => {
@@ -229,7 +256,7 @@ export class NatsBus {
   }
 
   /** Publishes an SLA breach on `<prefix>.sla.<machine>.<state>` (into the stream, once per stay). */
-  async publishBreach(b: { machine: string; version: number; id: string; state: string; enteredAt: Date; slaMs: number; breachedAt: Date }): Promise<void> {
+  async publishBreach(b: Breach): Promise<void> {
     await this.js.publish(this.subject('sla', b.machine, subjectToken(b.state)), JSON.stringify(b), {
       msgID: `sla:${b.machine}:${b.id}:${b.state}:${b.enteredAt.getTime()}`,
       timeout: 2000,
@@ -237,7 +264,7 @@ export class NatsBus {
   }
 
   /** Tells every node about a control change (the database stays the source of truth). */
-  publishControl(op: 'enable' | 'disable' | 'pause' | 'resume', value: string, node: string): void {
+  announceControl(op: ControlOp, value: string, node: string): void {
     this.bestEffort(this.subject('control', op), { value, node });
   }
 
@@ -250,20 +277,9 @@ export class NatsBus {
     }
   }
 
-  onControl(listener: (op: string, value: string, node: string) => void): void {
-    this.listen(this.subject('control', '*'), (subject, data) => {
-      const { value, node } = data as { value: string; node: string };
-      listener(subject.split('.').at(-1) as string, value, node);
-    });
-  }
-
   /** Wakes the pollers of a queue on every other node. */
-  publishWake(queue: string, node: string): void {
-    this.bestEffort(this.subject('wake', subjectToken(queue)), { node });
-  }
-
-  onWake(listener: (queue: string, node: string) => void): void {
-    this.listen(this.subject('wake', '*'), (subject, data) => listener(subject.split('.').at(-1) as string, (data as { node: string }).node));
+  announceWork(queue: string, node: string, at: number | null): void {
+    this.bestEffort(this.subject('wake', subjectToken(queue)), { node, queue, at });
   }
 
   private listen(subject: string, listener: (subject: string, data: unknown) => void): void {

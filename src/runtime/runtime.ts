@@ -1,37 +1,33 @@
-import { randomUUID } from 'node:crypto';
 import { type EventObject, matchesState, type StateValue } from 'xstate';
-import { LocalBus, type TransitionFilter, type TransitionMessage, transitionMessages } from '../bus/local.js';
-import { NatsBus, subjectToken } from '../bus/nats.js';
+import type { Bus, TransitionFilter, TransitionMessage, Unsubscribe } from '../bus/bus.js';
+import { LocalBus } from '../bus/local.js';
+import { NatsBus } from '../bus/nats.js';
 import { createRelay } from '../bus/relay.js';
-import { adoptTransaction, type CallerTransaction, type Database, type Queryable, withRetry } from '../db/database.js';
+import { type CallerTransaction, type Database, withRetry } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
-import { createQueries, type InstanceRow, type Queries, transitionColumns } from '../db/queries.js';
+import { createQueries, type InstanceRow, type Queries } from '../db/queries.js';
 import { createResidencyQueries } from '../db/residency-queries.js';
 import { createSupervisorQueries } from '../db/supervisor-queries.js';
-import { slaBudgets, watchSla } from '../otel/sla.js';
-import { captureTraceparent, Telemetry } from '../otel/telemetry.js';
+import { type Created, type CreateItem, Engine } from '../engine/engine.js';
 import {
-  DuplicateRecordError,
-  EventNotAcceptedError,
   errorMessage,
   InvalidArgumentError,
   RecordNotFoundError,
   RuntimeStoppedError,
-  SnapshotRestoreError,
   WaitTimeoutError,
   WaitUnreachableError,
 } from '../errors.js';
-import type { EngineContext } from '../polling/context.js';
-import { Invoker } from '../polling/invoker.js';
-import { QueuePoller } from '../polling/poller.js';
+import { slaBudgets, watchSla } from '../otel/sla.js';
+import { Telemetry } from '../otel/telemetry.js';
 import { type PeriodicOptions, type PeriodicRun, periodicConfig, periodicWorker } from '../periodic/periodic.js';
 import type { ScheduleSpec } from '../periodic/schedule.js';
 import { MachineRegistry } from '../record/registry.js';
-import { restoreSnapshot } from '../record/state.js';
-import { contextIds, initialStep, nextWake, type RecordStatus } from '../record/step.js';
-import { type ResolvedOptions, type RuntimeOptions, resolveOptions } from './options.js';
+import { nextWake, type RecordStatus } from '../record/step.js';
 import { Supervisor, type WorkerHandle } from '../supervisor/supervisor.js';
+import { type Clock, sleep } from '../time.js';
+import { type ResolvedOptions, type RuntimeOptions, resolveOptions } from './options.js';
 import type {
+  CreateManyOptions,
   CreateOptions,
   DroverEvent,
   HistoryEntry,
@@ -40,7 +36,6 @@ import type {
   RecordView,
   ResidencyRow,
   Runtime,
-  Unsubscribe,
   WaitCondition,
 } from './types.js';
 
@@ -54,15 +49,18 @@ import type {
  */
 export async function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
   const resolved = await resolveOptions(options);
-  let nats: NatsBus | undefined;
+  let bus: Bus;
   try {
     await withRetry(() => migrate(resolved.db, resolved.schema));
-    if (resolved.nats !== undefined) nats = await NatsBus.open(resolved.nats, resolved.natsSettings, resolved.logger);
+    bus =
+      resolved.nats !== undefined
+        ? await NatsBus.open(resolved.nats, resolved.natsSettings, resolved.logger)
+        : new LocalBus((err) => resolved.logger.error({ err: errorMessage(err) }, 'drover: subscriber failed'));
   } catch (err) {
     await resolved.db.close();
     throw err;
   }
-  return new DroverRuntime(resolved, nats);
+  return new DroverRuntime(resolved, bus);
 }
 
 /** The reply of `<prefix>.send.<machine>`: stored, or a typed error. */
@@ -76,15 +74,12 @@ class DroverRuntime implements Runtime {
   private readonly db: Database;
   private readonly queries: Queries;
   private readonly registry: MachineRegistry;
-  private readonly bus: LocalBus;
-  private readonly ctx: EngineContext;
-  private readonly invoker: Invoker;
-  private readonly pollers = new Map<string, QueuePoller>();
+  private readonly clock: Required<Clock>;
+  private readonly engine: Engine;
   private readonly waiters = new Set<() => void>();
-  private unlisten: (() => Promise<void>) | undefined;
   private state: 'idle' | 'started' | 'stopping' | 'stopped' = 'idle';
   private stopping: Promise<void> | undefined;
-  private maxRunTimer: NodeJS.Timeout | undefined;
+  private maxRunTimer: unknown;
   private resolveDone!: () => void;
   private readonly telemetry: Telemetry;
   private readonly rq: ReturnType<typeof createResidencyQueries>;
@@ -97,18 +92,18 @@ class DroverRuntime implements Runtime {
 
   constructor(
     private readonly options: ResolvedOptions,
-    private readonly nats: NatsBus | undefined,
+    private readonly bus: Bus,
   ) {
     this.node = options.node;
     this.schema = options.schema;
     this.db = options.db;
-    this.queries = createQueries(options.schema, { outbox: nats !== undefined });
+    this.clock = options.clock;
+    this.queries = createQueries(options.schema, { outbox: bus.outbox });
     this.rq = createResidencyQueries(options.schema);
     this.sq = createSupervisorQueries(options.schema);
     this.telemetry = new Telemetry({ tracerProvider: options.tracerProvider, meterProvider: options.meterProvider });
     this.registry = new MachineRegistry(options.machines);
-    this.bus = new LocalBus((err) => options.logger.error({ err: errorMessage(err) }, 'drover: subscriber failed'));
-    this.ctx = {
+    this.engine = new Engine({
       db: this.db,
       queries: this.queries,
       registry: this.registry,
@@ -119,15 +114,9 @@ class DroverRuntime implements Runtime {
       batchSize: options.batchSize,
       concurrency: options.concurrency,
       pollIntervalMs: options.pollIntervalMs,
-      bus: this.bus,
+      shutdownGraceMs: options.shutdownGraceMs,
       telemetry: this.telemetry,
-      changed: () => {
-        for (const w of [...this.waiters]) w();
-        this.committed();
-      },
-      wake: (queue) => this.pollers.get(queue)?.wake(),
-    };
-    this.invoker = new Invoker(this.ctx);
+    });
     this.supervisor = new Supervisor({
       db: this.db,
       sql: this.sq,
@@ -143,18 +132,24 @@ class DroverRuntime implements Runtime {
       assertOpen: () => this.assertOpen(),
       bootEngine: () => this.bootEngine(),
       drainEngine: () => this.drainEngine(),
-      ...(nats ? { announce: (op, value) => nats.publishControl(op, value, this.node) } : {}),
+      announce: (op, value) => bus.announceControl(op, value, this.node),
     });
-    if (nats) {
+    // The one commit hook: transitions to the bus, the relay woken to publish them, waiters re-read.
+    this.engine.onCommitted((messages) => {
+      bus.publish(messages);
+      for (const w of [...this.waiters]) w();
+    });
+    if (bus instanceof NatsBus) {
       const relay = createRelay({
         db: this.db,
         schema: this.schema,
-        bus: nats,
+        bus,
         clock: options.clock,
         logger: options.logger,
         idleMs: options.relayIntervalMs,
       });
-      this.supervisor.addHousekeeping('drover.relay', () => relay.handler());
+      const worker = this.supervisor.addHousekeeping('drover.relay', () => relay.handler());
+      this.engine.onCommitted(() => worker.wake());
     }
     const budgets = slaBudgets(options.machines);
     if (budgets.length > 0) {
@@ -166,7 +161,7 @@ class DroverRuntime implements Runtime {
           node: this.node,
           telemetry: this.telemetry,
           budgets,
-          ...(nats ? { publish: (breach) => nats.publishBreach(breach) } : {}),
+          publish: (breach) => bus.publishBreach(breach),
           onPublishError: (err) => options.logger.warn({ err: errorMessage(err) }, 'drover: SLA breach not published to NATS'),
         });
         await this.db.query(this.rq.pruneBreaches);
@@ -197,16 +192,6 @@ class DroverRuntime implements Runtime {
     for (const n of now.rows) row(n.state).count = n.count;
     for (const st of stays.rows) Object.assign(row(st.state), { stays: st.stays, p50: st.p50, p95: st.p95, p99: st.p99, max: st.max });
     return [...rows.values()].sort((a, b) => a.state.localeCompare(b.state));
-  }
-
-  /** After a commit of this node: the relay publishes it now instead of at its next look. */
-  private committed(): void {
-    if (this.nats) this.supervisor.wake('drover.relay');
-  }
-
-  /** After create()/send() outside a caller transaction: pollers on other nodes look now. */
-  private announceWork(queue: string): void {
-    this.nats?.publishWake(queue, this.node);
   }
 
   /** Answers one `<prefix>.send.<machine>` request: the reply comes once the event is stored. */
@@ -273,85 +258,26 @@ class DroverRuntime implements Runtime {
 
   async create<TInput>(machine: string, options: CreateOptions<TInput> = {}): Promise<RecordView> {
     this.assertOpen();
-    const def = this.registry.latest(machine);
-    const id = options.id ?? randomUUID();
-    if (typeof id !== 'string' || id.length === 0 || id.length > 200)
-      throw new InvalidArgumentError('id must be a non-empty string of at most 200 characters');
-    const priority = options.priority ?? 0;
-    if (!Number.isInteger(priority)) throw new InvalidArgumentError('priority must be an integer');
-    const now = this.options.clock.now();
-    const runAt = options.runAt === undefined ? now : new Date(options.runAt).getTime();
-    if (!Number.isFinite(runAt)) throw new InvalidArgumentError('runAt must be a Date or epoch milliseconds');
-    const start = Math.max(now, runAt);
-    let out: ReturnType<typeof initialStep>;
-    try {
-      out = initialStep(def, options.input, now, start, captureTraceparent());
-    } catch (err) {
-      throw new InvalidArgumentError(`machine "${machine}" could not start with this input: ${errorMessage(err)}`);
+    const created = await this.engine.create(machine, options, options.tx);
+    if (!options.tx) this.announce(created.def.queue, created.wake);
+    return createdView(created);
+  }
+
+  async createMany<TInput>(machine: string, items: readonly CreateItem<TInput>[], options: CreateManyOptions = {}): Promise<RecordView[]> {
+    this.assertOpen();
+    const created = await this.engine.createMany(machine, items, options.tx);
+    const first = created[0];
+    if (first && !options.tx) {
+      const due = created.reduce<number | null>((min, c) => (c.wake === null ? min : min === null ? c.wake : Math.min(min, c.wake)), null);
+      this.announce(first.def.queue, due);
     }
-    const { json, sql } = this.queries;
-    const wake = nextWake(out);
-    const spawns =
-      out.status !== 'active'
-        ? []
-        : [...out.spawns.values()].map((s) => ({
-            invoke_id: s.id,
-            token: randomUUID(),
-            src: s.src,
-            input: s.input ?? null,
-            locked_until: new Date(start),
-          }));
-    const transitions = out.transitions.map(transitionColumns);
-    const params = [
-      def.name,
-      id,
-      def.version,
-      def.queue,
-      out.state,
-      json(def.machine.getPersistedSnapshot(out.snapshot)),
-      out.status,
-      new Date(now),
-      wake === null ? null : new Date(wake),
-      json(out.timers),
-      priority,
-      options.uniqueKey ?? null,
-      out.error ? json(out.error) : null,
-      out.seq,
-      json(transitions),
-      json(spawns),
-      // Pollers skip notifications from their own node, woken directly instead; a caller's
-      // transaction commits later, so then every node (this one too) is notified.
-      options.tx ? '' : this.node,
-    ];
-    const run = async (q: Queryable) => {
-      const res = await q.query<{ created: number }>(sql.createInstance, params);
-      if (res.rows[0]?.created === 1) return;
-      const exists = await q.query(sql.instanceExists, [def.name, id]);
-      throw exists.rowCount > 0
-        ? new DuplicateRecordError(def.name, 'id', id)
-        : new DuplicateRecordError(def.name, 'uniqueKey', options.uniqueKey ?? '');
-    };
-    if (options.tx) await run(adoptTransaction(options.tx));
-    else {
-      await withRetry(() => run(this.db));
-      this.ctx.wake(def.queue);
-      this.announceWork(def.queue);
-      this.committed();
-      this.bus.publish(transitionMessages(id, def.name, def.version, out.transitions));
-    }
-    return {
-      id,
-      machine: def.name,
-      version: def.version,
-      state: out.state,
-      value: out.snapshot.value,
-      context: out.snapshot.context,
-      status: out.status,
-      enteredAt: new Date(now),
-      wakeAt: wake === null ? null : new Date(wake),
-      attempt: 0,
-      error: out.error ?? null,
-    };
+    return created.map(createdView);
+  }
+
+  /** After create() outside a caller transaction: pollers on other nodes look (NOTIFY does too; NATS may be first). */
+  private announce(queue: string, due: number | null): void {
+    if (due === null) return;
+    this.bus.announceWork(queue, this.node, due > this.clock.now() ? due : null);
   }
 
   async send(machine: string, id: string, event: DroverEvent, options: { tx?: CallerTransaction } = {}): Promise<void> {
@@ -361,47 +287,8 @@ class DroverRuntime implements Runtime {
       throw new InvalidArgumentError('event must be an object with a non-empty string `type`');
     }
     if (event.type.startsWith('xstate.')) throw new InvalidArgumentError(`event type "${event.type}" is reserved for XState`);
-    const { sql, json } = this.queries;
-    const run = async (q: Queryable) => {
-      const row = (await q.query<InstanceRow & { pending: boolean }>(sql.getInstanceForSend, [machine, id])).rows[0];
-      if (!row) throw new RecordNotFoundError(machine, id);
-      if (row.status !== 'active') throw new EventNotAcceptedError(machine, id, event.type, `the record is ${row.status}`);
-      const def = this.registry.get(machine, row.version);
-      if (!row.pending) {
-        // With nothing queued ahead of it, the stored state is the one that will take it.
-        let snapshot: ReturnType<typeof restoreSnapshot>;
-        try {
-          snapshot = restoreSnapshot(def.machine, row.snapshot);
-        } catch (err) {
-          throw new SnapshotRestoreError(machine, id, err);
-        }
-        let accepted: boolean;
-        try {
-          accepted = snapshot.can(event);
-        } catch {
-          // A guard threw: store the event and let the step fail the record, as it would
-          // had other events been queued ahead of this one.
-          accepted = true;
-        }
-        if (!accepted) throw new EventNotAcceptedError(machine, id, event.type, `state "${row.state}" has no transition for it`);
-      }
-      const res = await q.query<{ event_id: string | null }>(sql.sendEvent, [
-        machine,
-        id,
-        json(event),
-        captureTraceparent() ?? null,
-        new Date(this.options.clock.now()),
-        options.tx ? '' : this.node,
-      ]);
-      if (!res.rows[0]?.event_id) throw new EventNotAcceptedError(machine, id, event.type, 'the record finished meanwhile');
-      return def.queue;
-    };
-    if (options.tx) await run(adoptTransaction(options.tx));
-    else {
-      const queue = await withRetry(() => run(this.db));
-      this.ctx.wake(queue);
-      this.announceWork(queue);
-    }
+    const queue = await this.engine.send(machine, id, event, options.tx);
+    if (!options.tx) this.bus.announceWork(queue, this.node, null);
   }
 
   async get(machine: string, id: string): Promise<RecordView | null> {
@@ -456,7 +343,7 @@ class DroverRuntime implements Runtime {
 
   async waitFor(machine: string, id: string, condition: WaitCondition, options: { timeoutMs?: number } = {}): Promise<RecordView> {
     const timeoutMs = options.timeoutMs ?? 30_000;
-    const deadline = Date.now() + timeoutMs;
+    const deadline = this.clock.now() + timeoutMs;
     const matches =
       typeof condition === 'function'
         ? condition
@@ -470,17 +357,14 @@ class DroverRuntime implements Runtime {
       if (matches(record)) return record;
       // A finished record never changes again.
       if (record.status !== 'active') throw new WaitUnreachableError(machine, id, record.status);
-      const left = deadline - Date.now();
+      const left = deadline - this.clock.now();
       if (left <= 0) throw new WaitTimeoutError(machine, id, timeoutMs, `${record.status} in "${record.state}"`);
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          this.waiters.delete(done);
-          resolve();
-        };
-        const timer = setTimeout(done, Math.min(delay, left));
-        this.waiters.add(done);
-      });
+      // A commit of this node wakes it at once; the sleep catches commits of other nodes.
+      const woken = new AbortController();
+      const wake = () => woken.abort();
+      this.waiters.add(wake);
+      await sleep(this.clock, Math.min(delay, left), woken.signal);
+      this.waiters.delete(wake);
       delay = Math.min(delay * 2, 200);
     }
   }
@@ -488,39 +372,7 @@ class DroverRuntime implements Runtime {
   async cancel(machine: string, id: string, reason = 'cancelled'): Promise<boolean> {
     this.assertOpen();
     this.registry.assertKnown(machine);
-    const now = new Date(this.options.clock.now());
-    const event = { type: 'drover.cancel', reason };
-    const { sql, json } = this.queries;
-    const res = await withRetry(() =>
-      this.db.query<{ n: number }>(sql.cancelInstance, [machine, id, json({ name: 'Cancelled', message: reason }), now, json(event)]),
-    );
-    if (res.rows[0]?.n !== 1) {
-      const exists = await this.db.query(sql.instanceExists, [machine, id]);
-      if (exists.rowCount === 0) throw new RecordNotFoundError(machine, id);
-      return false;
-    }
-    this.invoker.abortRecord(machine, id);
-    const row = (await this.db.query<InstanceRow>(sql.getInstance, [machine, id])).rows[0];
-    if (row) {
-      const message = {
-        id,
-        machine,
-        version: row.version,
-        from: row.state,
-        to: row.state,
-        status: 'cancelled' as const,
-        event,
-        at: now,
-        seq: row.seq,
-        ids: contextIds(row.snapshot.context),
-      };
-      this.telemetry.stateSpans(machine, row.version, id, row.entered_at.getTime(), [
-        { seq: row.seq, from: row.state, to: row.state, status: 'cancelled', event, at: now.getTime() },
-      ]);
-      this.bus.publish([message]);
-      this.ctx.changed([message]);
-    }
-    return true;
+    return this.engine.cancel(machine, id, reason);
   }
 
   subscribe(
@@ -533,11 +385,7 @@ class DroverRuntime implements Runtime {
     if (options.durable !== undefined && (typeof options.durable !== 'string' || !/^[A-Za-z0-9_-]{1,100}$/.test(options.durable))) {
       throw new InvalidArgumentError('durable must be 1-100 letters, digits, "_" or "-"');
     }
-    if (this.nats) return this.nats.subscribe(filter, handler, options.durable);
-    if (options.durable !== undefined) {
-      throw new InvalidArgumentError('a durable subscription needs NATS (the `nats` option); the in-process bus delivers live transitions only');
-    }
-    return Object.assign(this.bus.subscribe(filter, handler), { ready: Promise.resolve() });
+    return this.bus.subscribe(filter, handler, options.durable);
   }
 
   async start(): Promise<void> {
@@ -546,60 +394,37 @@ class DroverRuntime implements Runtime {
     this.state = 'started';
     await this.supervisor.run();
     if (this.options.maxRunTimeMs !== undefined) {
-      this.maxRunTimer = setTimeout(() => {
+      this.maxRunTimer = this.clock.setTimeout(() => {
         this.options.logger.info({ node: this.node, maxRunTimeMs: this.options.maxRunTimeMs }, 'drover: maxRunTime reached, draining');
         void this.stop();
       }, this.options.maxRunTimeMs);
     }
   }
 
-  /** Starts LISTEN and the queue pollers (the supervisor calls it once control state is loaded). */
+  /** Starts the engine (LISTEN, the queue pollers) and the bus (the supervisor calls it once control state is loaded). */
   private async bootEngine(): Promise<void> {
-    this.unlisten = await this.db.listen(this.queries.channel, (payload) => {
-      // Payload `queue|node`: this node's own create()/send() already woke its poller.
-      const [queue, node] = payload.split('|');
-      if (node === this.node) return;
-      if (queue) this.pollers.get(queue)?.wake();
-      else for (const p of this.pollers.values()) p.wake();
-    });
-    if (this.nats) {
-      const nats = this.nats;
-      await nats.ensureStream();
-      nats.serveSend((machine, body) => this.answerSend(machine, body));
-      nats.onControl((_op, _value, node) => {
+    const pollers = await this.engine.start();
+    await this.bus.start({
+      send: (machine, body) => this.answerSend(machine, body),
+      control: (_op, _value, node) => {
         if (node !== this.node) this.supervisor.refreshControl();
-      });
-      nats.onWake((queue, node) => {
-        if (node === this.node) return;
-        for (const p of this.pollers.values()) if (subjectToken(p.queue) === queue) p.wake();
-      });
-    }
-    this.invoker.fuse = (queue, row, event) => this.pollers.get(queue)?.fuse(row, event) ?? false;
-    this.invoker.startHeartbeat();
-    for (const queue of this.registry.queues()) {
-      const poller = new QueuePoller(this.ctx, queue, this.invoker);
-      this.pollers.set(queue, poller);
-      this.supervisor.addService(`drover.poller.${queue}`, poller);
-    }
+      },
+      wake: (queue, node, at) => {
+        if (node !== this.node) this.engine.peerWork(queue, at);
+      },
+    });
+    for (const [queue, poller] of pollers) this.supervisor.addService(`drover.poller.${queue}`, poller);
     this.unobserve = this.telemetry.observeStates(
       async () => (await this.db.query<{ machine: string; state: string; count: number; oldest: Date }>(this.rq.stateCounts)).rows,
-      () => this.options.clock.now(),
+      () => this.clock.now(),
     );
-    this.options.logger.info({ node: this.node, queues: [...this.pollers.keys()] }, 'drover: started');
+    this.options.logger.info({ node: this.node, queues: [...pollers.keys()] }, 'drover: started');
   }
 
   /** After the pollers stopped: running invocations (up to shutdownGrace), LISTEN, leases. */
   private async drainEngine(): Promise<void> {
     this.unobserve?.();
-    if (this.pollers.size === 0 && !this.unlisten) return;
-    await this.invoker.stop(this.options.shutdownGraceMs);
-    await this.unlisten?.();
-    try {
-      // Invocations cut short go back at once instead of waiting out their lease.
-      await this.db.query(this.queries.sql.releaseInvocations, [this.node, new Date(this.options.clock.now())]);
-    } catch (err) {
-      this.options.logger.warn({ err: errorMessage(err) }, 'drover: could not release leases; they expire on their own');
-    }
+    await this.engine.drain();
   }
 
   stop(): Promise<void> {
@@ -608,14 +433,14 @@ class DroverRuntime implements Runtime {
   }
 
   private async drainAndClose(): Promise<void> {
-    clearTimeout(this.maxRunTimer);
+    if (this.maxRunTimer !== undefined) this.clock.clearTimeout(this.maxRunTimer);
     this.state = 'stopping';
     try {
       await this.supervisor.shutdown();
     } finally {
       this.state = 'stopped';
       for (const w of [...this.waiters]) w();
-      await this.nats?.close().catch((err: unknown) => this.options.logger.warn({ err: errorMessage(err) }, 'drover: NATS close failed'));
+      await this.bus.close().catch((err: unknown) => this.options.logger.warn({ err: errorMessage(err) }, 'drover: bus close failed'));
       await this.db.close();
       this.options.logger.info({ node: this.node }, 'drover: stopped');
       this.resolveDone();
@@ -625,6 +450,23 @@ class DroverRuntime implements Runtime {
   private assertOpen(): void {
     if (this.state === 'stopped') throw new RuntimeStoppedError();
   }
+}
+
+function createdView({ id, def, out, now }: Created): RecordView {
+  const wake = nextWake(out);
+  return {
+    id,
+    machine: def.name,
+    version: def.version,
+    state: out.state,
+    value: out.snapshot.value,
+    context: out.snapshot.context,
+    status: out.status,
+    enteredAt: new Date(now),
+    wakeAt: wake === null ? null : new Date(wake),
+    attempt: 0,
+    error: out.error ?? null,
+  };
 }
 
 function toView(row: InstanceRow): RecordView {

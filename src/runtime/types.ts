@@ -1,5 +1,6 @@
 import type { EventObject, StateValue } from 'xstate';
-import type { TransitionFilter, TransitionMessage } from '../bus/local.js';
+import type { TransitionFilter, TransitionMessage, Unsubscribe } from '../bus/bus.js';
+import type { Page } from '../page.js';
 import type { CallerTransaction } from '../db/database.js';
 import type { PeriodicOptions, PeriodicRun } from '../periodic/periodic.js';
 import type { ScheduleSpec } from '../periodic/schedule.js';
@@ -61,10 +62,16 @@ export interface CreateOptions<TInput = unknown> {
   tx?: CallerTransaction;
 }
 
-/** A page of `list()`. Pass `next` back as `after`. */
-export interface Page<T> {
-  items: T[];
-  next: string | null;
+export type { Page } from '../page.js';
+export type { Unsubscribe } from '../bus/bus.js';
+
+/** One record of `createMany()`: what `create()` takes, without `tx`. */
+export type CreateManyItem<TInput = unknown> = Omit<CreateOptions<TInput>, 'tx'>;
+
+/** Options of `createMany()`. */
+export interface CreateManyOptions {
+  /** The caller's transaction: the records commit with it (a failed call leaves it usable). */
+  tx?: CreateOptions['tx'];
 }
 
 /** What `waitFor()` waits for. */
@@ -84,8 +91,6 @@ export interface ResidencyRow {
   max: number | null;
 }
 
-/** What `subscribe()` returns: call it to unsubscribe; `ready` resolves once delivery is set up. */
-export type Unsubscribe = (() => void) & { ready: Promise<void> };
 
 /** A live node, as `runtime.nodes()` lists it. */
 export interface NodeInfo {
@@ -107,6 +112,14 @@ export interface Runtime {
    * @example await drover.create('order', { id: 'o-1', input: { order_id: 'o-1' } });
    */
   create<TInput = unknown>(machine: string, options?: CreateOptions<TInput>): Promise<RecordView>;
+  /**
+   * Creates many records of one machine at once: one round trip per 1,000 records, all of
+   * them or none. A duplicate id or unique key (in the database or within `items`) fails the
+   * call with `DuplicateRecordError` and stores nothing; bad input fails it with
+   * `InvalidArgumentError` naming the item. Resolves to the records, in the order of `items`.
+   * @example await drover.createMany('order', orders.map((o) => ({ id: o.id, input: { order_id: o.id } })));
+   */
+  createMany<TInput = unknown>(machine: string, items: readonly CreateManyItem<TInput>[], options?: CreateManyOptions): Promise<RecordView[]>;
   /**
    * Stores an event for a record and wakes a poller; resolves once it is stored.
    * @example await drover.send('order', 'o-1', { type: 'payment.confirmed' });

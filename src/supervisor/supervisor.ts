@@ -1,14 +1,16 @@
 import { hostname } from 'node:os';
 import { type Actor, type AnyActorRef, createActor, type InspectionEvent, type Observer, waitFor } from 'xstate';
+import type { ControlOp } from '../bus/bus.js';
 import type { Database } from '../db/database.js';
 import type { RunRow, SupervisorQueries } from '../db/supervisor-queries.js';
 import { DuplicateWorkerError, errorMessage, InvalidArgumentError, serializeError, WorkerNotFoundError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Page } from '../runtime/types.js';
+import type { Page } from '../page.js';
 import { type Clock, type Duration, parseDuration } from '../time.js';
 import { type Service, serviceMachine, supervisorMachine } from './machines.js';
 import { type MetricEvent, MetricsHub, type MetricStream } from './metrics.js';
 import { type HandlerResult, none } from './results.js';
+import { TAG } from './tags.js';
 import { createStatusStore, type WorkerEntry, type WorkerStatus } from './store.js';
 import { type WorkerActor, type WorkerHandler, type WorkerInput, workerMachine, workerStatus } from './worker.js';
 
@@ -65,7 +67,7 @@ export interface SupervisorDeps {
   /** Stops the engine after the pollers: running invocations, LISTEN, leases. */
   drainEngine(): Promise<void>;
   /** Tells the other nodes about a control change at once (NATS); they also find it by polling. */
-  announce?: (op: 'enable' | 'disable' | 'pause' | 'resume', value: string) => void;
+  announce?: (op: ControlOp, value: string) => void;
 }
 
 interface Entry {
@@ -78,8 +80,6 @@ interface Entry {
 }
 
 const NAME = /^[A-Za-z0-9_.-]{1,100}$/;
-/** What a pause/resume tag may be: 1-200 letters, digits or `_.:-`. */
-export const TAG = /^[A-Za-z0-9_.:-]{1,200}$/;
 
 const toRun = (r: RunRow): RunRecord => ({
   id: r.id,
@@ -352,14 +352,13 @@ export class Supervisor {
     );
   }
 
-  /** @internal Adds an engine actor (`drover.*`) that starts and stops with the supervisor. */
-  addHousekeeping(name: string, handler: WorkerHandler, panicBackoffMs = 1000): void {
+  /**
+   * @internal Adds an engine actor (`drover.*`) that starts and stops with the supervisor.
+   * The handle's `wake()` cuts its idle sleep short (the relay after a commit).
+   */
+  addHousekeeping(name: string, handler: WorkerHandler, panicBackoffMs = 1000): { wake(): void } {
     this.spawn(name, 'worker', true, { handler, maxPanicAttempts: 0, panicBackoffMs });
-  }
-
-  /** @internal Cuts a worker's idle sleep short (the relay after a commit). */
-  wake(name: string): void {
-    this.entries.get(name)?.actor.send({ type: 'WAKE' });
+    return { wake: () => this.entries.get(name)?.actor.send({ type: 'WAKE' }) };
   }
 
   /** @internal Re-reads control state now (a control message from another node). */

@@ -57,7 +57,7 @@ describe.each(BACKENDS)('the claim query on $name', ({ make }) => {
   it(`uses index instances_due and no Seq Scan on instances, with ${IDLE} idle rows`, async () => {
     const { sql } = createQueries(backend.schema);
     const now = new Date();
-    const params = ['lc', now, 50, 'explain-node', new Date(now.getTime() + 30_000)];
+    const params = ['lc', now, 50, 'explain-node', new Date(now.getTime() + 30_000), true];
     const [result] = await backend.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> | string }>(
       `EXPLAIN (FORMAT JSON) ${sql.claimInstances}`,
       params,
@@ -83,9 +83,11 @@ describe.each(BACKENDS)('the claim query on $name', ({ make }) => {
     const { claimInstances } = createQueries(backend.schema);
     const now = new Date();
     const db = { query: async (text: string, params?: unknown[]) => ({ rows: await backend.query(text, params), rowCount: 0 }) };
-    const rows = await claimInstances(db as never, 'lc', now, 50, 'test-node', new Date(now.getTime() + 30_000));
+    const claim = (node: string) =>
+      claimInstances(db as never, { queue: 'lc', now, limit: 50, node, leaseUntil: new Date(now.getTime() + 30_000), retakeOwn: true });
+    const rows = await claim('test-node');
     expect(rows.map((r) => r.id).sort()).toEqual(['due-1', 'due-2', 'due-3', 'due-4', 'due-5']);
     // Claimed rows are leased: a second claim finds nothing.
-    expect(await claimInstances(db as never, 'lc', now, 50, 'other-node', new Date(now.getTime() + 30_000))).toEqual([]);
+    expect(await claim('other-node')).toEqual([]);
   });
 });

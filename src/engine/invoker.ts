@@ -3,6 +3,7 @@ import { backoffMs, isTransientError } from '../db/database.js';
 import type { InvocationRow } from '../db/queries.js';
 import { errorMessage, serializeError } from '../errors.js';
 import { JobCancelledError } from '../record/durable.js';
+import { sleep } from '../time.js';
 import type { EngineContext } from './context.js';
 import { recordKey } from './records.js';
 
@@ -24,40 +25,75 @@ interface Completion {
 
 const keyOf = (machine: string, instanceId: string, invokeId: string) => `${machine}\u0000${instanceId}\u0000${invokeId}`;
 
+/** How the invoker reaches the pollers, given once at construction. */
+export interface InvokerHooks {
+  /** A finished invocation's result: its queue's poller steps it at once when it can (false: it goes to the inbox). */
+  fuse(queue: string, row: InvocationRow, event: Record<string, unknown>): boolean;
+  /** Results went to the inboxes of records of `queue`: its poller has work now. */
+  inboxed(queue: string): void;
+  /** Room freed up (an invocation finished or was dropped): invocations left for a claim can be taken now. */
+  roomFreed(): void;
+  /** A failed attempt was scheduled to run again at `at`: its poller arms a timer for it. */
+  retryAt(queue: string, at: number): void;
+}
+
 /**
- * Runs invoked promise actors outside any record step. Each invocation has its own lease,
- * renewed by a heartbeat while it runs; its result goes back to the record as an inbox
- * event (`xstate.done.actor.<id>` / `xstate.error.actor.<id>`). Completions are batched:
- * whatever finished while one batch was being written goes in the next.
+ * Runs invoked promise actors outside any record step. At most `concurrency` run at once;
+ * up to `batchSize` more that this node holds (claimed, or spawned by its own steps) wait in
+ * a local queue for a slot, so a slot that frees is filled at once, without a claim. Each
+ * held invocation has its own lease, renewed by a heartbeat; its result goes back to the
+ * record (fused into a step, or as an inbox event `xstate.done.actor.<id>` /
+ * `xstate.error.actor.<id>`). Completions are batched: whatever finished while one batch was
+ * being written goes in the next.
  */
 export class Invoker {
   private readonly running = new Map<string, Running>();
+  /** Held here, waiting for a slot, in arrival order. */
+  private readonly waiting = new Map<string, { row: InvocationRow; queue: string }>();
   private reserved = 0;
   private pending: Completion[] = [];
   private flushing: Promise<void> | undefined;
-  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: unknown;
+  private stopped = false;
   private counter = 0;
   private idle: Array<() => void> = [];
   private readonly perRecord = new Map<string, number>();
-  /** Set by the runtime: hands a result to its queue's poller to step at once (false: use the inbox). */
-  fuse: ((queue: string, row: InvocationRow, event: Record<string, unknown>) => boolean) | undefined;
 
-  constructor(private readonly ctx: EngineContext) {}
+  constructor(
+    private readonly ctx: EngineContext,
+    private readonly hooks: InvokerHooks,
+  ) {}
 
-  /** Free slots for new invocations. */
-  free(): number {
-    return Math.max(0, this.ctx.concurrency - this.running.size - this.reserved);
+  /** How many invocations this node holds at most: running, waiting for a slot, or reserved by a step in flight. */
+  private get capacity(): number {
+    return this.ctx.concurrency + this.ctx.batchSize;
   }
 
-  /** Reserves a slot for an invocation a step is about to spawn; false when none is free. */
+  /** How many more invocations this node can take on (claim, or own when its steps spawn them). */
+  room(): number {
+    return Math.max(0, this.capacity - this.running.size - this.waiting.size - this.reserved);
+  }
+
+  /** Whether a claim is worth it now: nothing waits for a slot, or a good part of the room is free. */
+  wantsWork(): boolean {
+    const room = this.room();
+    return room > 0 && (this.waiting.size === 0 || room >= Math.ceil(this.capacity / 4));
+  }
+
+  /** Reserves room for an invocation a step is about to spawn; false when there is none (it is then left for a claim). */
   reserve(): boolean {
-    if (this.free() <= 0) return false;
+    if (this.room() <= 0) return false;
     this.reserved += 1;
     return true;
   }
 
   unreserve(): void {
     this.reserved = Math.max(0, this.reserved - 1);
+    this.roomFreed();
+  }
+
+  private roomFreed(): void {
+    this.hooks.roomFreed();
   }
 
   /** Invocations of one record running here. */
@@ -73,15 +109,45 @@ export class Invoker {
   }
 
   startHeartbeat(): void {
+    this.stopped = false;
     const every = Math.max(50, Math.floor(this.ctx.leaseMs / 3));
-    this.heartbeatTimer = setInterval(() => void this.heartbeat(), every);
-    this.heartbeatTimer.unref();
+    const beat = () => {
+      this.heartbeatTimer = this.ctx.clock.setTimeout(() => {
+        void this.heartbeat().finally(() => {
+          if (!this.stopped) beat();
+        });
+      }, every);
+      (this.heartbeatTimer as { unref?: () => void }).unref?.();
+    };
+    beat();
   }
 
-  /** Starts a claimed (or just spawned and reserved) invocation. */
+  /**
+   * Takes on a claimed (or just spawned and reserved) invocation: it starts now if a slot is
+   * free, else it waits here for one, its lease kept by the heartbeat.
+   */
   start(row: InvocationRow, queue: string, fromReservation = false): void {
-    if (fromReservation) this.unreserve();
+    if (fromReservation) this.reserved = Math.max(0, this.reserved - 1);
     const key = keyOf(row.machine, row.instance_id, row.invoke_id);
+    if (this.running.size >= this.ctx.concurrency && !this.running.has(key)) {
+      if (!this.waiting.delete(key)) this.track(row, 1);
+      this.waiting.set(key, { row, queue });
+      return;
+    }
+    this.run(key, row, queue);
+  }
+
+  /** Starts the invocations waiting here while slots are free. */
+  private fill(): void {
+    for (const [key, next] of this.waiting) {
+      if (this.stopped || this.running.size >= this.ctx.concurrency) break;
+      this.waiting.delete(key);
+      this.track(next.row, -1);
+      this.run(key, next.row, next.queue);
+    }
+  }
+
+  private run(key: string, row: InvocationRow, queue: string): void {
     const previous = this.running.get(key);
     if (previous) {
       previous.aborted = true;
@@ -116,30 +182,42 @@ export class Invoker {
   /** Stops a local invocation (its record left the invoking state, or was cancelled). */
   abort(machine: string, instanceId: string, invokeId: string): void {
     const key = keyOf(machine, instanceId, invokeId);
+    const waiting = this.waiting.get(key);
+    if (waiting) {
+      this.waiting.delete(key);
+      this.track(waiting.row, -1);
+      this.roomFreed();
+      return;
+    }
     const entry = this.running.get(key);
     if (!entry) return;
     entry.aborted = true;
     this.running.delete(key);
     this.track(entry.row, -1);
     entry.actor.stop();
+    this.fill();
     this.notifyIdle();
+    this.roomFreed();
   }
 
   /** Stops every local invocation of a record (it was cancelled). */
   abortRecord(machine: string, instanceId: string): void {
-    for (const entry of [...this.running.values()]) {
-      if (entry.row.machine === machine && entry.row.instance_id === instanceId) this.abort(machine, instanceId, entry.row.invoke_id);
+    for (const { row } of [...this.running.values(), ...this.waiting.values()]) {
+      if (row.machine === machine && row.instance_id === instanceId) this.abort(machine, instanceId, row.invoke_id);
     }
   }
 
   /** Stops everything still running and waits for pending completions to be written. */
   async stop(graceMs: number): Promise<void> {
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.stopped = true;
+    if (this.heartbeatTimer !== undefined) this.ctx.clock.clearTimeout(this.heartbeatTimer);
+    // Invocations that never started go back with the node's other leases (released by the engine).
+    for (const { row } of this.waiting.values()) this.track(row, -1);
+    this.waiting.clear();
     if (this.running.size > 0) {
-      await Promise.race([
-        new Promise<void>((resolve) => this.idle.push(resolve)),
-        new Promise((resolve) => setTimeout(resolve, graceMs).unref()),
-      ]);
+      const grace = new AbortController();
+      await Promise.race([new Promise<void>((resolve) => this.idle.push(resolve)), sleep(this.ctx.clock, graceMs, grace.signal)]);
+      grace.abort();
     }
     for (const entry of [...this.running.values()]) {
       // Left for another node to claim when the lease runs out (at-least-once).
@@ -159,7 +237,9 @@ export class Invoker {
       this.running.delete(key);
       this.track(current.row, -1);
     }
+    this.fill();
     this.notifyIdle();
+    this.roomFreed();
     if ('error' in result) {
       const def = safeDef(this.ctx, row);
       const retriable = !(result.error instanceof JobCancelledError) && def !== undefined && row.attempt < def.maxAttempts;
@@ -169,7 +249,7 @@ export class Invoker {
           { machine: row.machine, id: row.instance_id, invoke: row.invoke_id, attempt: row.attempt, err: errorMessage(result.error) },
           'drover: invocation failed, will retry',
         );
-        void this.retry(row, delay, result.error);
+        void this.retry(row, queue, delay, result.error);
         return;
       }
       this.finish(queue, row, { type: `xstate.error.actor.${row.invoke_id}`, error: serializeError(result.error), actorId: row.invoke_id });
@@ -179,11 +259,11 @@ export class Invoker {
   }
 
   private finish(queue: string, row: InvocationRow, event: Record<string, unknown>): void {
-    if (this.fuse?.(queue, row, event)) return;
+    if (this.hooks.fuse(queue, row, event)) return;
     this.complete(row, event);
   }
 
-  private async retry(row: InvocationRow, delay: number, error: unknown): Promise<void> {
+  private async retry(row: InvocationRow, queue: string, delay: number, error: unknown): Promise<void> {
     const at = new Date(this.ctx.clock.now() + delay);
     for (let attempt = 1; ; attempt++) {
       try {
@@ -195,6 +275,7 @@ export class Invoker {
           at,
           this.ctx.queries.json(serializeError(error)),
         ]);
+        this.hooks.retryAt(queue, at.getTime());
         return;
       } catch (err) {
         if (!isTransientError(err) || attempt > 20) {
@@ -204,7 +285,7 @@ export class Invoker {
           );
           return; // the lease runs out and another claim retries it
         }
-        await new Promise((r) => setTimeout(r, backoffMs(attempt, 100, 5000)));
+        await sleep(this.ctx.clock, backoffMs(attempt, 100, 5000));
       }
     }
   }
@@ -233,12 +314,9 @@ export class Invoker {
       const batch = this.pending;
       this.pending = [];
       try {
-        const res = await this.ctx.db.query<{ queue: string }>(this.ctx.queries.sql.completeInvocations, [
-          this.ctx.queries.json(batch),
-          new Date(this.ctx.clock.now()),
-        ]);
+        const queues = await this.ctx.queries.completeInvocations(this.ctx.db, { completions: batch, now: new Date(this.ctx.clock.now()) });
         failures = 0;
-        for (const { queue } of res.rows) this.ctx.wake(queue);
+        for (const queue of queues) this.hooks.inboxed(queue);
       } catch (err) {
         failures += 1;
         this.ctx.logger.warn({ err: errorMessage(err), count: batch.length }, 'drover: writing invocation results failed, retrying');
@@ -251,15 +329,15 @@ export class Invoker {
           this.pending = [];
           break;
         }
-        await new Promise((r) => setTimeout(r, backoffMs(failures, 100, 5000)));
+        await sleep(this.ctx.clock, backoffMs(failures, 100, 5000));
       }
     }
     this.flushing = undefined;
   }
 
   private async heartbeat(): Promise<void> {
-    if (this.running.size === 0) return;
-    const entries = [...this.running.values()];
+    const entries: Array<{ row: InvocationRow }> = [...this.running.values(), ...this.waiting.values()];
+    if (entries.length === 0) return;
     try {
       const keys = entries.map((e) => ({
         machine: e.row.machine,
@@ -275,7 +353,8 @@ export class Invoker {
       for (const e of entries) {
         const key = keyOf(e.row.machine, e.row.instance_id, e.row.invoke_id);
         // Gone from the table: stopped by a step on another node, or the record was cancelled.
-        if (!alive.has(key) && this.running.get(key) === e) this.abort(e.row.machine, e.row.instance_id, e.row.invoke_id);
+        if (!alive.has(key) && (this.running.get(key) === e || this.waiting.get(key) === e))
+          this.abort(e.row.machine, e.row.instance_id, e.row.invoke_id);
       }
     } catch (err) {
       this.ctx.logger.warn({ err: errorMessage(err) }, 'drover: invocation heartbeat failed');

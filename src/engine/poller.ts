@@ -1,13 +1,20 @@
 import { randomUUID } from 'node:crypto';
-import { type TransitionMessage, transitionMessages } from '../bus/local.js';
+import { type TransitionMessage, transitionMessages } from '../bus/bus.js';
 import { backoffMs, isTransientError } from '../db/database.js';
-import { type ClaimedInvocation, type EventRow, type InstanceRow, type InvocationRow, transitionColumns } from '../db/queries.js';
+import {
+  type ClaimedInvocation,
+  type EventRow,
+  type InstanceRow,
+  type InvocationRow,
+  type PersistedInstance,
+  transitionColumns,
+} from '../db/queries.js';
 import { errorMessage, serializeError } from '../errors.js';
 import * as N from '../otel/names.js';
 import { linkTo } from '../otel/telemetry.js';
 import type { DurableMachine } from '../record/durable.js';
 import { foldStep, nextWake, type RecordState, type Spawn, type StepItem, type Timer } from '../record/step.js';
-import { type EngineContext, Wakeable } from './context.js';
+import type { EngineContext } from './context.js';
 import type { Invoker } from './invoker.js';
 import {
   type CachedRecord,
@@ -19,6 +26,10 @@ import {
   type StepTarget,
   toRecordState,
 } from './records.js';
+import { type WakeReason, WakeUp } from './wakeup.js';
+
+/** Batches of fused results being written at once (each of other records). */
+const FUSE_PERSISTS_IN_FLIGHT = 2;
 
 /** A record whose version this node does not know is left for another node for this long. */
 const UNKNOWN_VERSION_RETRY_MS = 5000;
@@ -27,13 +38,25 @@ const UNKNOWN_VERSION_RETRY_MS = 5000;
  * The poller of one queue: claims due records in batches (`FOR UPDATE SKIP LOCKED` plus a
  * lease), folds their inbox events and due timers through the machine, persists every
  * record of the batch in one statement guarded by each row's version, then runs the
- * effects. It also claims due invocations while the invoker has free slots.
+ * effects. It also claims due invocations while the invoker has room.
+ *
+ * It never waits for a poll when it knows of work: a commit, a NOTIFY, freed invocation room
+ * and the earliest known due time (timers, retries, `runAt`) wake it (see {@link WakeUp}).
+ * While one batch persists, the next claim is already in flight. Idle, it makes one query
+ * per poll interval: when is anything next due.
  */
 export class QueuePoller {
-  private readonly signal = new Wakeable();
+  private readonly wakeup: WakeUp;
   private readonly cache = new Map<string, CachedRecord>();
   private fusePending: Array<{ invocation: InvocationRow; event: Record<string, unknown> }> = [];
   private fusing: Promise<void> | undefined;
+  /** The persist of the last claimed batch, while it is in flight. */
+  private persisting: Promise<void> | undefined;
+  private persistError: unknown;
+  /** Whether due invocations may be waiting that this node has not claimed (it had no room, or took all it asked for). */
+  private invocationsBehind = true;
+  /** Whether due records may be waiting (an event, a timer, a full batch last time). */
+  private recordsBehind = true;
   private running = false;
   private loop: Promise<void> | undefined;
 
@@ -41,7 +64,9 @@ export class QueuePoller {
     private readonly ctx: EngineContext,
     readonly queue: string,
     private readonly invoker: Invoker,
-  ) {}
+  ) {
+    this.wakeup = new WakeUp(ctx.clock);
+  }
 
   start(): void {
     if (this.running) return;
@@ -49,28 +74,64 @@ export class QueuePoller {
     this.loop = this.run();
   }
 
+  /** Records have work now (an event, a result in their inbox): look at once. */
   wake(): void {
-    this.signal.wake();
+    this.recordsBehind = true;
+    this.wakeup.wake();
+  }
+
+  /** A record is due at `at` (epoch ms, a timer): look then, even if nothing else wakes the poller. */
+  wakeAt(at: number): void {
+    if (at <= this.ctx.clock.now()) return this.wake();
+    this.wakeup.wakeAt(at);
+  }
+
+  /** Invocations may be due for this queue that no node holds (a create, a retry, a NOTIFY). */
+  invocationsDue(at: number | null = null): void {
+    this.invocationsBehind = true;
+    if (at === null) this.wakeup.wake();
+    else this.wakeup.wakeAt(at);
+  }
+
+  /** Another node has work for this queue, due at `at` (null: now); the notice does not say whether records or invocations. */
+  peerWork(at: number | null): void {
+    this.invocationsBehind = true;
+    if (at === null || at <= this.ctx.clock.now()) this.wake();
+    else this.wakeAt(at);
+  }
+
+  /** The invoker has room again: claim what was left waiting, if anything may be. */
+  roomFreed(): void {
+    if (this.invocationsBehind && this.invoker.wantsWork()) this.wakeup.wake();
   }
 
   /** Stops claiming; resolves when the batch in hand is persisted. */
   async stop(): Promise<void> {
     this.running = false;
-    this.signal.wake();
+    this.wakeup.wake();
     await this.loop;
+    while (this.persisting) await this.persisting;
     while (this.fusing) await this.fusing;
     this.cache.clear();
   }
 
   private async run(): Promise<void> {
     let failures = 0;
+    let reason: WakeReason = 'woken';
     while (this.running) {
-      let worked = false;
       try {
-        // Invocations first: a create() is waiting on one, and a step's own spawns start without a claim.
-        worked = (await this.claimInvocations()) || worked;
-        if (this.running) worked = (await this.stepBatch()) || worked;
+        if (reason === 'poll' && !(await this.anythingDue())) {
+          reason = await this.wakeup.sleep(this.ctx.pollIntervalMs);
+          continue;
+        }
+        // A due time passed: a timer or a retry, records or invocations; look at both.
+        if (reason === 'due') this.recordsBehind = this.invocationsBehind = true;
+        const worked = await this.pass();
         failures = 0;
+        if (worked) {
+          reason = 'woken';
+          continue;
+        }
       } catch (err) {
         failures += 1;
         const transient = isTransientError(err);
@@ -78,28 +139,81 @@ export class QueuePoller {
           { err: errorMessage(err), queue: this.queue, failures },
           transient ? 'drover: database unavailable, backing off' : 'drover: poller error',
         );
-        await this.signal.sleep(backoffMs(failures, 100, 10_000));
+        await this.wakeup.sleep(backoffMs(failures, 100, 10_000));
+        reason = 'woken'; // after a backoff, look again at once
+        this.recordsBehind = this.invocationsBehind = true;
+
         continue;
       }
-      if (!worked && this.running) await this.signal.sleep(this.ctx.pollIntervalMs);
+      if (this.running) reason = await this.wakeup.sleep(this.ctx.pollIntervalMs);
     }
   }
 
-  /** Claims, steps and persists one batch of due records. Returns whether it found any. */
+  /**
+   * The idle poll, one query: is anything due now? If not, the wake-up is armed at the
+   * earliest due time found, so it fires on time without another poll.
+   */
+  private async anythingDue(): Promise<boolean> {
+    const { ctx } = this;
+    this.wakeup.forgetDue();
+    const now = ctx.clock.now();
+    const { instanceAt, invocationAt } = await ctx.queries.nextDue(ctx.db, { queue: this.queue, now: new Date(now) });
+    let due = false;
+    if (invocationAt !== null) {
+      if (invocationAt > now) this.invocationsDue(invocationAt);
+      else {
+        this.invocationsBehind = true; // with no room now, freed room wakes the poller
+        due = this.invoker.room() > 0;
+      }
+    }
+    if (instanceAt !== null) {
+      if (instanceAt > now) this.wakeup.wakeAt(instanceAt);
+      else due = this.recordsBehind = true;
+    }
+    return due;
+  }
+
+  /** One look at the queue: due invocations for the free room, then a batch of due records. Returns whether it found work. */
+  private async pass(): Promise<boolean> {
+    if (this.persistError !== undefined) {
+      const err = this.persistError;
+      this.persistError = undefined;
+      throw err;
+    }
+    // Invocations first: a create() is waiting on one, and a step's own spawns start without a claim.
+    let worked = this.invocationsBehind && (await this.claimInvocations());
+    if (this.running && this.recordsBehind) worked = (await this.stepBatch()) || worked;
+    return worked;
+  }
+
+  /**
+   * Claims and steps one batch of due records, and starts persisting it. A full batch is
+   * left persisting while the next claim goes out (one persist in flight at a time); a
+   * partial one is awaited. Returns whether it found any.
+   */
   async stepBatch(): Promise<boolean> {
     const { ctx } = this;
     const now = ctx.clock.now();
     const claimStart = new Date();
-    const rows = await ctx.queries.claimInstances(ctx.db, this.queue, new Date(now), ctx.batchSize, ctx.node, new Date(now + ctx.leaseMs));
-    if (rows.length === 0) return false;
+    this.recordsBehind = false; // a wake-up while the claim is out sets it again
+    const rows = await ctx.queries.claimInstances(ctx.db, {
+      queue: this.queue,
+      now: new Date(now),
+      limit: ctx.batchSize,
+      node: ctx.node,
+      leaseUntil: new Date(now + ctx.leaseMs),
+      retakeOwn: this.persisting === undefined,
+    });
+    if (rows.length === ctx.batchSize) this.recordsBehind = true;
+    if (rows.length === 0) {
+      await this.persisting;
+      return false;
+    }
     // Only claims that found work get a span: an idle poller would otherwise emit one per poll.
     ctx.telemetry.tracer
       .startSpan(N.SPAN_CLAIM, { startTime: claimStart, attributes: { [N.ATTR_QUEUE]: this.queue, [N.ATTR_NODE]: ctx.node, [N.ATTR_RECORDS]: rows.length } })
       .end();
-    const events = await ctx.queries.loadEvents(
-      ctx.db,
-      rows.map((r) => ({ machine: r.machine, id: r.id })),
-    );
+    const events = await ctx.queries.loadEvents(ctx.db, { records: rows.map((r) => ({ machine: r.machine, id: r.id })) });
     const byRecord = new Map<string, EventRow[]>();
     for (const e of events) {
       const key = recordKey(e.machine, e.instance_id);
@@ -131,16 +245,31 @@ export class QueuePoller {
       const items = dueItems(row.timers as Timer[], byRecord.get(recordKey(row.machine, row.id)) ?? [], now);
       steps.push(this.prepare({ ...row, def, rowVersion: row.row_version, eventSeq: row.event_seq }, record, items, now));
     }
-    if (steps.length > 0) {
-      // The step span links to the requests whose events it handles (W3C traceparent stored with each event).
-      const links = events.flatMap((e) => linkTo(e.traceparent)).slice(0, 128);
+    if (steps.length === 0) return true;
+    // The step span links to the requests whose events it handles (W3C traceparent stored with each event).
+    const links = events.flatMap((e) => linkTo(e.traceparent)).slice(0, 128);
+    const previous = this.persisting;
+    const persist = (async () => {
+      await previous;
       await ctx.telemetry.span(
         N.SPAN_STEP,
         { [N.ATTR_QUEUE]: this.queue, [N.ATTR_NODE]: ctx.node, [N.ATTR_RECORDS]: steps.length },
         () => this.commitSteps(steps, now),
         links,
       );
-    }
+    })();
+    const tracked: Promise<void> = persist.then(
+      () => {
+        if (this.persisting === tracked) this.persisting = undefined;
+      },
+      (err: unknown) => {
+        if (this.persisting === tracked) this.persisting = undefined;
+        this.persistError ??= err;
+        this.wakeup.wake();
+      },
+    );
+    this.persisting = tracked;
+    if (rows.length < ctx.batchSize) await tracked;
     return true;
   }
 
@@ -186,30 +315,43 @@ export class QueuePoller {
   private remembered(key: string, entry: CachedRecord): void {
     this.cache.delete(key);
     this.cache.set(key, entry);
-    const cap = Math.max(1000, this.ctx.concurrency * 4);
+    const cap = Math.max(1000, (this.ctx.concurrency + this.ctx.batchSize) * 4);
     if (this.cache.size > cap) this.cache.delete(this.cache.keys().next().value as string);
   }
 
+  /**
+   * Folds and persists finished invocations' results. Two batches may persist at once (of
+   * different records): while one is written, the results that came in meanwhile are folded
+   * and sent, so neither the database nor this process waits for the other.
+   */
   private async fuseLoop(): Promise<void> {
     const { ctx } = this;
-    while (this.fusePending.length > 0) {
+    const inFlight = new Set<string>();
+    const commits = new Set<Promise<void>>();
+    while (this.fusePending.length > 0 || commits.size > 0) {
+      if (this.fusePending.length === 0 || commits.size >= FUSE_PERSISTS_IN_FLIGHT) {
+        await Promise.race(commits);
+        continue;
+      }
       const batch = this.fusePending;
       this.fusePending = [];
       const now = ctx.clock.now();
       const steps: PendingStep[] = [];
-      const inBatch = new Set<string>();
+      const later: typeof batch = [];
+      const keys = new Set<string>();
       for (const item of batch) {
         const key = recordKey(item.invocation.machine, item.invocation.instance_id);
+        // One step per record at a time: a record in a batch being written waits for its new version.
+        if (keys.has(key) || inFlight.has(key)) {
+          later.push(item);
+          continue;
+        }
         const cached = this.cache.get(key);
         if (!cached) {
           this.invoker.complete(item.invocation, item.event);
           continue;
         }
-        if (inBatch.has(key)) {
-          this.fusePending.push(item); // one step per record per batch: the next batch sees the new version
-          continue;
-        }
-        inBatch.add(key);
+        keys.add(key);
         let record: RecordState;
         try {
           record = cached.record ?? toRecordState(cached.def, cached.raw as RawRecord);
@@ -227,13 +369,22 @@ export class QueuePoller {
         step.onDiscard = () => this.invoker.complete(item.invocation, item.event);
         steps.push(step);
       }
-      if (steps.length === 0) continue;
-      try {
-        await this.commitSteps(steps, now);
-      } catch (err) {
-        ctx.logger.warn({ err: errorMessage(err), count: steps.length }, 'drover: fused step failed; results go through the inbox');
-        for (const step of steps) step.onDiscard?.();
+      this.fusePending = later.concat(this.fusePending);
+      if (steps.length === 0) {
+        if (commits.size > 0) await Promise.race(commits);
+        continue;
       }
+      for (const key of keys) inFlight.add(key);
+      const commit: Promise<void> = this.commitSteps(steps, now)
+        .catch((err: unknown) => {
+          ctx.logger.warn({ err: errorMessage(err), count: steps.length }, 'drover: fused step failed; results go through the inbox');
+          for (const step of steps) step.onDiscard?.();
+        })
+        .finally(() => {
+          for (const key of keys) inFlight.delete(key);
+          commits.delete(commit);
+        });
+      commits.add(commit);
     }
     this.fusing = undefined;
   }
@@ -270,7 +421,7 @@ export class QueuePoller {
   private async commitSteps(steps: PendingStep[], now: number): Promise<void> {
     const { ctx } = this;
     const tokens = new Map<Spawn, string>();
-    const instances = [];
+    const instances: PersistedInstance[] = [];
     const transitions = [];
     const consumed = [];
     const stops = [];
@@ -312,17 +463,9 @@ export class QueuePoller {
       }
     }
 
-    const { json } = ctx.queries;
-    let persisted: { rows: Array<{ machine: string; id: string; event_seq: string }> };
+    let persisted: Array<{ machine: string; id: string; event_seq: string }>;
     try {
-      persisted = await ctx.db.query<{ machine: string; id: string; event_seq: string }>(ctx.queries.sql.persistSteps, [
-        json(instances),
-        new Date(now),
-        json(transitions),
-        json(consumed),
-        json(stops),
-        json(spawns),
-      ]);
+      persisted = await ctx.queries.persistSteps(ctx.db, { now: new Date(now), instances, transitions, consumed, stops, spawns });
     } catch (err) {
       // Nothing was stored: the leases run out and the records are claimed again.
       for (const { machine, id, reserved } of steps) {
@@ -332,13 +475,22 @@ export class QueuePoller {
       throw err;
     }
     // The inbox counter each record had when its write landed (newer events set wake_at).
-    const committed = new Map(persisted.rows.map((r) => [recordKey(r.machine, r.id), r.event_seq]));
+    const committed = new Map(persisted.map((r) => [recordKey(r.machine, r.id), r.event_seq]));
 
     const messages: TransitionMessage[] = [];
     let wakeInvocations = false;
     for (const step of steps) {
       const { machine, id, version, out, reserved } = step;
       const key = recordKey(machine, id);
+      // When the record is next due: a newer event arrived while it was stepped (now), or its earliest timer.
+      const eventSeq = committed.get(key);
+      if (eventSeq !== undefined && out.status === 'active') {
+        if (BigInt(eventSeq) > BigInt(step.eventSeq)) this.wake();
+        else {
+          const wake = nextWake(out);
+          if (wake !== null) this.wakeup.wakeAt(wake);
+        }
+      }
       if (!committed.has(key)) {
         // A fused step losing to a claim is routine (its result goes through the inbox); a
         // claimed step losing means its lease ran out or the record was cancelled.
@@ -384,20 +536,26 @@ export class QueuePoller {
       messages.push(...transitionMessages(id, machine, version, out.transitions));
       ctx.telemetry.stateSpans(machine, version, id, step.enteredBefore, out.transitions);
     }
-    if (messages.length > 0) {
-      ctx.bus.publish(messages);
-      ctx.changed(messages);
-    }
-    if (wakeInvocations) this.signal.wake();
+    if (messages.length > 0) ctx.commits.emit(messages);
+    if (wakeInvocations) this.invocationsDue();
   }
 
-  /** Claims due invocations (new, retried, or left by a crashed node) for the free slots. */
+  /** Claims due invocations (new, retried, or left by a crashed node) for the invoker's room. */
   private async claimInvocations(): Promise<boolean> {
     const { ctx } = this;
-    const free = this.invoker.free();
-    if (free <= 0) return false;
+    const room = this.invoker.room();
+    if (room <= 0) return false; // still behind: freed room wakes the poller
     const now = ctx.clock.now();
-    const rows = await ctx.queries.claimInvocations(ctx.db, this.queue, new Date(now), free, ctx.node, new Date(now + ctx.leaseMs));
+    this.invocationsBehind = false; // a NOTIFY while the claim is out sets it again
+    const rows = await ctx.queries.claimInvocations(ctx.db, {
+      queue: this.queue,
+      now: new Date(now),
+      limit: room,
+      node: ctx.node,
+      leaseUntil: new Date(now + ctx.leaseMs),
+    });
+    // All it asked for: more may be waiting.
+    if (rows.length === room) this.invocationsBehind = true;
     for (const row of rows) {
       this.remember(row);
       this.invoker.start(row, this.queue);

@@ -1,0 +1,40 @@
+import type { TransitionMessage } from '../bus/bus.js';
+import type { Database } from '../db/database.js';
+import type { Queries } from '../db/queries.js';
+import type { Logger } from '../log.js';
+import type { Telemetry } from '../otel/telemetry.js';
+import type { MachineRegistry } from '../record/registry.js';
+import type { Clock } from '../time.js';
+
+/** What the pollers and the invoker share, resolved once by the engine. */
+export interface EngineContext {
+  db: Database;
+  queries: Queries;
+  registry: MachineRegistry;
+  clock: Required<Clock>;
+  logger: Logger;
+  /** This runtime's node id: what `locked_by` holds. */
+  node: string;
+  leaseMs: number;
+  batchSize: number;
+  concurrency: number;
+  pollIntervalMs: number;
+  telemetry: Telemetry;
+  /** Every commit of this node that changed records goes through here: the bus, the relay, the waiters. */
+  commits: Commits;
+}
+
+/** The engine's one commit hook: whoever needs to know about committed transitions listens here. */
+export class Commits {
+  private readonly listeners = new Set<(messages: TransitionMessage[]) => void>();
+
+  /** Calls `listener` after every commit of this node, with its transitions. Returns an unsubscribe. */
+  onCommitted(listener: (messages: TransitionMessage[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  emit(messages: TransitionMessage[]): void {
+    for (const listener of [...this.listeners]) listener(messages);
+  }
+}

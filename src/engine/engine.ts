@@ -1,0 +1,392 @@
+import { randomUUID } from 'node:crypto';
+import { type TransitionMessage, transitionMessages } from '../bus/bus.js';
+import { adoptTransaction, type CallerTransaction, type Database, type Queryable, withRetry } from '../db/database.js';
+import { type InstanceRow, type NewInstance, type Queries, transitionColumns } from '../db/queries.js';
+import {
+  DuplicateRecordError,
+  EventNotAcceptedError,
+  errorMessage,
+  InvalidArgumentError,
+  RecordNotFoundError,
+  SnapshotRestoreError,
+} from '../errors.js';
+import type { Logger } from '../log.js';
+import { captureTraceparent, type Telemetry } from '../otel/telemetry.js';
+import type { DurableMachine } from '../record/durable.js';
+import type { MachineRegistry } from '../record/registry.js';
+import { restoreSnapshot } from '../record/state.js';
+import { contextIds, initialStep, nextWake } from '../record/step.js';
+import type { Clock } from '../time.js';
+import { Commits, type EngineContext } from './context.js';
+import { Invoker } from './invoker.js';
+import { QueuePoller } from './poller.js';
+
+/** What the engine is built from, resolved once by the runtime. */
+export interface EngineDeps {
+  db: Database;
+  queries: Queries;
+  registry: MachineRegistry;
+  clock: Required<Clock>;
+  logger: Logger;
+  node: string;
+  leaseMs: number;
+  batchSize: number;
+  concurrency: number;
+  pollIntervalMs: number;
+  shutdownGraceMs: number;
+  telemetry: Telemetry;
+}
+
+/** One record of `createMany()`. */
+export interface CreateItem<TInput = unknown> {
+  id?: string;
+  input?: TInput;
+  runAt?: Date | number;
+  priority?: number;
+  uniqueKey?: string;
+}
+
+/** A record as it was just created, before any view is made of it. */
+export interface Created {
+  id: string;
+  def: DurableMachine;
+  out: ReturnType<typeof initialStep>;
+  now: number;
+  wake: number | null;
+}
+
+/** Records per statement of `createMany()`. */
+const CREATE_CHUNK = 1000;
+
+/**
+ * The data path: the writes of create/send/cancel, the queue pollers and the invoker, the
+ * wake-ups (this node's commits, NOTIFY and bus notices from other nodes, freed invocation
+ * room, the earliest known due time), and one commit hook, {@link Engine.onCommitted}, that
+ * feeds the bus, the relay and the waiters.
+ */
+export class Engine {
+  private readonly ctx: EngineContext;
+  private readonly commits = new Commits();
+  private readonly invoker: Invoker;
+  private readonly pollers = new Map<string, QueuePoller>();
+  private unlisten: (() => Promise<void>) | undefined;
+
+  constructor(private readonly deps: EngineDeps) {
+    this.ctx = { ...deps, commits: this.commits };
+    this.invoker = new Invoker(this.ctx, {
+      fuse: (queue, row, event) => this.pollers.get(queue)?.fuse(row, event) ?? false,
+      inboxed: (queue) => this.pollers.get(queue)?.wake(),
+      roomFreed: () => {
+        for (const p of this.pollers.values()) p.roomFreed();
+      },
+      retryAt: (queue, at) => this.pollers.get(queue)?.invocationsDue(at),
+    });
+  }
+
+  /** Calls `listener` after every commit of this node that changed records. Returns an unsubscribe. */
+  onCommitted(listener: (messages: TransitionMessage[]) => void): () => void {
+    return this.commits.onCommitted(listener);
+  }
+
+  /** The queue pollers, one per queue, for the supervisor to run. Starts LISTEN and the invoker's heartbeat. */
+  async start(): Promise<Map<string, QueuePoller>> {
+    this.unlisten = await this.deps.db.listen(this.deps.queries.channel, (payload) => {
+      // Payload `queue|node|at`: this node's own writes already woke its poller.
+      const [queue, node, at] = payload.split('|');
+      if (node === this.deps.node) return;
+      this.peerWork(queue || null, at ? Number(at) : null);
+    });
+    this.invoker.startHeartbeat();
+    for (const queue of this.deps.registry.queues()) this.pollers.set(queue, new QueuePoller(this.ctx, queue, this.invoker));
+    return this.pollers;
+  }
+
+  /** Another node has work for `queue` (null: any), due at `at` (null: now). */
+  peerWork(queue: string | null, at: number | null): void {
+    const targets = queue === null ? [...this.pollers.values()] : [this.pollers.get(queue)].filter((p) => p !== undefined);
+    for (const p of targets) p.peerWork(at !== null && Number.isFinite(at) ? at : null);
+  }
+
+  /** After the pollers stopped: running invocations (up to shutdownGrace), LISTEN, leases. */
+  async drain(): Promise<void> {
+    if (this.pollers.size === 0 && !this.unlisten) return;
+    await this.invoker.stop(this.deps.shutdownGraceMs);
+    await this.unlisten?.();
+    this.unlisten = undefined;
+    try {
+      // Invocations cut short or never started go back at once instead of waiting out their lease.
+      await this.deps.db.query(this.deps.queries.sql.releaseInvocations, [this.deps.node, new Date(this.deps.clock.now())]);
+    } catch (err) {
+      this.deps.logger.warn({ err: errorMessage(err) }, 'drover: could not release leases; they expire on their own');
+    }
+  }
+
+  /** Runs a new record's initial transition and the columns it is stored with. */
+  private prepareCreate(def: DurableMachine, item: CreateItem, now: number): { created: Created; row: NewInstance } {
+    const id = item.id ?? randomUUID();
+    if (typeof id !== 'string' || id.length === 0 || id.length > 200)
+      throw new InvalidArgumentError('id must be a non-empty string of at most 200 characters');
+    const priority = item.priority ?? 0;
+    if (!Number.isInteger(priority)) throw new InvalidArgumentError('priority must be an integer');
+    if (item.uniqueKey !== undefined && typeof item.uniqueKey !== 'string') throw new InvalidArgumentError('uniqueKey must be a string');
+    const runAt = item.runAt === undefined ? now : new Date(item.runAt).getTime();
+    if (!Number.isFinite(runAt)) throw new InvalidArgumentError('runAt must be a Date or epoch milliseconds');
+    const start = Math.max(now, runAt);
+    let out: ReturnType<typeof initialStep>;
+    try {
+      out = initialStep(def, item.input, now, start, captureTraceparent());
+    } catch (err) {
+      throw new InvalidArgumentError(`machine "${def.name}" could not start with this input: ${errorMessage(err)}`);
+    }
+    const wake = nextWake(out);
+    const spawns =
+      out.status !== 'active'
+        ? []
+        : [...out.spawns.values()].map((s) => ({
+            invoke_id: s.id,
+            token: randomUUID(),
+            src: s.src,
+            input: s.input ?? null,
+            locked_until: new Date(start),
+          }));
+    // The first work due: an invocation at runAt, or the earliest timer.
+    const due = spawns.length > 0 ? Math.min(start, wake ?? start) : wake;
+    return {
+      created: { id, def, out, now, wake: due },
+      row: {
+        id,
+        state: out.state,
+        snapshot: def.machine.getPersistedSnapshot(out.snapshot),
+        status: out.status,
+        wake_at: wake === null ? null : new Date(wake),
+        timers: out.timers,
+        priority,
+        unique_key: item.uniqueKey ?? null,
+        error: out.error ?? null,
+        seq: out.seq,
+        transitions: out.transitions.map(transitionColumns),
+        spawns,
+      },
+    };
+  }
+
+  /** Creates one record; in a caller's transaction when `tx` is given. */
+  async create(machine: string, item: CreateItem, tx?: CallerTransaction): Promise<Created> {
+    const def = this.deps.registry.latest(machine);
+    const now = this.deps.clock.now();
+    const { created, row } = this.prepareCreate(def, item, now);
+    const { queries } = this.deps;
+    const run = async (q: Queryable) => {
+      const inserted = await queries.createInstance(q, {
+        ...row,
+        machine: def.name,
+        version: def.version,
+        queue: def.queue,
+        now: new Date(now),
+        // Pollers skip notifications from their own node, woken directly instead; a caller's
+        // transaction commits later, so then every node (this one too) is notified.
+        notify: { node: tx ? '' : this.deps.node, at: created.wake !== null && created.wake > now ? created.wake : null },
+      });
+      if (inserted) return;
+      const exists = await q.query(queries.sql.instanceExists, [def.name, created.id]);
+      throw exists.rowCount > 0
+        ? new DuplicateRecordError(def.name, 'id', created.id)
+        : new DuplicateRecordError(def.name, 'uniqueKey', item.uniqueKey ?? '');
+    };
+    if (tx) await run(adoptTransaction(tx));
+    else {
+      await withRetry(() => run(this.deps.db));
+      this.created(def, [created]);
+    }
+    return created;
+  }
+
+  /**
+   * Creates many records of one machine: one statement per chunk of {@link CREATE_CHUNK}, all
+   * of them or none (a duplicate id or unique key fails the call and stores nothing). In a
+   * caller's transaction the records commit with it; a failed call leaves that transaction
+   * usable (it runs under a savepoint).
+   */
+  async createMany(machine: string, items: readonly CreateItem[], tx?: CallerTransaction): Promise<Created[]> {
+    if (!Array.isArray(items)) throw new InvalidArgumentError('items must be an array of { id?, input?, runAt?, priority?, uniqueKey? }');
+    const def = this.deps.registry.latest(machine);
+    const now = this.deps.clock.now();
+    const prepared = items.map((item, i) => {
+      if (!item || typeof item !== 'object') throw new InvalidArgumentError(`items[${i}] must be an object`);
+      try {
+        return this.prepareCreate(def, item, now);
+      } catch (err) {
+        if (err instanceof InvalidArgumentError) err.message = `items[${i}]: ${err.message}`;
+        throw err;
+      }
+    });
+    const seen = new Set<string>();
+    const keys = new Set<string>();
+    for (const { created, row } of prepared) {
+      if (seen.has(created.id)) throw new DuplicateRecordError(def.name, 'id', created.id);
+      seen.add(created.id);
+      if (row.unique_key !== null) {
+        if (keys.has(row.unique_key)) throw new DuplicateRecordError(def.name, 'uniqueKey', row.unique_key);
+        keys.add(row.unique_key);
+      }
+    }
+    if (prepared.length === 0) return [];
+    const due = prepared.reduce<number | null>((min, p) => (p.created.wake === null ? min : min === null ? p.created.wake : Math.min(min, p.created.wake)), null);
+    const notify = { node: tx ? '' : this.deps.node, at: due !== null && due > now ? due : null };
+    const insert = async (q: Queryable) => {
+      for (let i = 0; i < prepared.length; i += CREATE_CHUNK) {
+        const chunk = prepared.slice(i, i + CREATE_CHUNK);
+        await this.deps.queries.createInstances(q, {
+          machine: def.name,
+          version: def.version,
+          queue: def.queue,
+          now: new Date(now),
+          items: chunk.map((p) => p.row),
+          notify,
+        });
+      }
+    };
+    try {
+      if (tx) {
+        const q = adoptTransaction(tx);
+        await q.query('SAVEPOINT drover_create_many');
+        try {
+          await insert(q);
+        } catch (err) {
+          await q.query('ROLLBACK TO SAVEPOINT drover_create_many');
+          throw err;
+        }
+        await q.query('RELEASE SAVEPOINT drover_create_many');
+      } else if (prepared.length <= CREATE_CHUNK) {
+        await withRetry(() => insert(this.deps.db)); // one statement: atomic on its own
+      } else {
+        await withRetry(() => this.deps.db.transaction(insert));
+      }
+    } catch (err) {
+      throw await this.duplicateError(def, prepared, err);
+    }
+    const created = prepared.map((p) => p.created);
+    if (!tx) this.created(def, created);
+    return created;
+  }
+
+  /** A unique violation of createMany() as the typed error of create(). */
+  private async duplicateError(def: DurableMachine, prepared: Array<{ created: Created; row: NewInstance }>, err: unknown): Promise<unknown> {
+    if ((err as { code?: unknown }).code !== '23505') return err;
+    const constraint = String((err as { constraint?: unknown }).constraint ?? '');
+    const detail = String((err as { detail?: unknown }).detail ?? '');
+    if (constraint === 'instances_unique_key' || /unique_key/.test(detail)) {
+      const key = prepared.find((p) => p.row.unique_key !== null && detail.includes(p.row.unique_key))?.row.unique_key;
+      return new DuplicateRecordError(def.name, 'uniqueKey', key ?? '');
+    }
+    // The detail names the key on PostgreSQL; PGlite may not: then ask which ids are taken.
+    let id = prepared.find((p) => detail.includes(`, ${p.created.id})`))?.created.id;
+    if (id === undefined) {
+      const taken = await this.deps.db.query<{ id: string }>(
+        `SELECT id FROM ${this.deps.queries.schema}.instances WHERE machine = $1 AND id = ANY($2::text[]) LIMIT 1`,
+        [def.name, prepared.map((p) => p.created.id)],
+      );
+      id = taken.rows[0]?.id;
+    }
+    return id === undefined ? err : new DuplicateRecordError(def.name, 'id', id);
+  }
+
+  /** After this node committed new records: its poller looks when their work is due, other nodes are told, listeners hear of it. */
+  private created(def: DurableMachine, records: Created[]): void {
+    const poller = this.pollers.get(def.queue);
+    const messages: TransitionMessage[] = [];
+    for (const r of records) {
+      if (r.wake !== null && poller) {
+        if (r.out.spawns.size > 0 && r.out.status === 'active') poller.invocationsDue(r.wake > r.now ? r.wake : null);
+        else poller.wakeAt(r.wake);
+      }
+      messages.push(...transitionMessages(r.id, def.name, def.version, r.out.transitions));
+    }
+    this.commits.emit(messages);
+  }
+
+  /**
+   * Stores an event for a record and wakes its poller. Returns the record's queue. The
+   * event is checked against the stored state when nothing is queued ahead of it.
+   */
+  async send(machine: string, id: string, event: { type: string }, tx?: CallerTransaction): Promise<string> {
+    const { queries } = this.deps;
+    const { sql, json } = queries;
+    const run = async (q: Queryable) => {
+      const row = (await q.query<InstanceRow & { pending: boolean }>(sql.getInstanceForSend, [machine, id])).rows[0];
+      if (!row) throw new RecordNotFoundError(machine, id);
+      if (row.status !== 'active') throw new EventNotAcceptedError(machine, id, event.type, `the record is ${row.status}`);
+      const def = this.deps.registry.get(machine, row.version);
+      if (!row.pending) {
+        // With nothing queued ahead of it, the stored state is the one that will take it.
+        let snapshot: ReturnType<typeof restoreSnapshot>;
+        try {
+          snapshot = restoreSnapshot(def.machine, row.snapshot);
+        } catch (err) {
+          throw new SnapshotRestoreError(machine, id, err);
+        }
+        let accepted: boolean;
+        try {
+          accepted = snapshot.can(event);
+        } catch {
+          // A guard threw: store the event and let the step fail the record, as it would
+          // had other events been queued ahead of this one.
+          accepted = true;
+        }
+        if (!accepted) throw new EventNotAcceptedError(machine, id, event.type, `state "${row.state}" has no transition for it`);
+      }
+      const res = await q.query<{ event_id: string | null }>(sql.sendEvent, [
+        machine,
+        id,
+        json(event),
+        captureTraceparent() ?? null,
+        new Date(this.deps.clock.now()),
+        tx ? '' : this.deps.node,
+      ]);
+      if (!res.rows[0]?.event_id) throw new EventNotAcceptedError(machine, id, event.type, 'the record finished meanwhile');
+      return def.queue;
+    };
+    if (tx) return run(adoptTransaction(tx));
+    const queue = await withRetry(() => run(this.deps.db));
+    this.pollers.get(queue)?.wake();
+    return queue;
+  }
+
+  /** Cancels an active record: false if it had already finished. */
+  async cancel(machine: string, id: string, reason: string): Promise<boolean> {
+    const { db, queries } = this.deps;
+    const { sql, json } = queries;
+    const now = new Date(this.deps.clock.now());
+    const event = { type: 'drover.cancel', reason };
+    const res = await withRetry(() =>
+      db.query<{ n: number }>(sql.cancelInstance, [machine, id, json({ name: 'Cancelled', message: reason }), now, json(event)]),
+    );
+    if (res.rows[0]?.n !== 1) {
+      const exists = await db.query(sql.instanceExists, [machine, id]);
+      if (exists.rowCount === 0) throw new RecordNotFoundError(machine, id);
+      return false;
+    }
+    this.invoker.abortRecord(machine, id);
+    const row = (await db.query<InstanceRow>(sql.getInstance, [machine, id])).rows[0];
+    if (row) {
+      this.deps.telemetry.stateSpans(machine, row.version, id, row.entered_at.getTime(), [
+        { seq: row.seq, from: row.state, to: row.state, status: 'cancelled', event, at: now.getTime() },
+      ]);
+      this.commits.emit([
+        {
+          id,
+          machine,
+          version: row.version,
+          from: row.state,
+          to: row.state,
+          status: 'cancelled',
+          event,
+          at: now,
+          seq: row.seq,
+          ids: contextIds(row.snapshot.context),
+        },
+      ]);
+    }
+    return true;
+  }
+}

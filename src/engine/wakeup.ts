@@ -1,0 +1,80 @@
+import type { Clock, TimerHandle } from '../time.js';
+
+/** Why a {@link WakeUp.sleep} ended. */
+export type WakeReason = 'woken' | 'due' | 'poll';
+
+/**
+ * How a loop waits for work: a sleep that ends at once when something wakes it (a commit, a
+ * NOTIFY, a freed slot), or at the earliest due time it was told of (a timer's `wake_at`, a
+ * retry, a `runAt`), or at the poll interval, whichever comes first. The poll is only the
+ * safety net for what no notification reached (clock skew, a lost NOTIFY, a crashed node's
+ * lease).
+ */
+export class WakeUp {
+  private pending = false;
+  private due = Number.POSITIVE_INFINITY;
+  private sleeping: { resolve: (reason: WakeReason) => void; timer: TimerHandle; until: number; poll: boolean } | undefined;
+
+  constructor(private readonly clock: Required<Clock>) {}
+
+  /** Work is waiting now. */
+  wake(): void {
+    if (this.sleeping) this.finish('woken');
+    else this.pending = true;
+  }
+
+  /** Work is due at `at` (epoch ms): the sleep ends then, unless something ends it before. */
+  wakeAt(at: number): void {
+    if (!Number.isFinite(at)) return;
+    if (at <= this.clock.now()) return this.wake();
+    if (at < this.due) this.due = at;
+    if (this.sleeping && at < this.sleeping.until) this.arm(at, false);
+  }
+
+  /** The earliest due time it knows of (Infinity: none). */
+  get nextDue(): number {
+    return this.due;
+  }
+
+  /** Forgets the due times it knows: the caller is about to read them afresh from the database. */
+  forgetDue(): void {
+    this.due = Number.POSITIVE_INFINITY;
+  }
+
+  /** Waits until woken, the earliest due time, or `pollMs`. */
+  sleep(pollMs: number): Promise<WakeReason> {
+    if (this.pending) {
+      this.pending = false;
+      return Promise.resolve('woken');
+    }
+    const now = this.clock.now();
+    if (this.due <= now) {
+      this.due = Number.POSITIVE_INFINITY;
+      return Promise.resolve('due');
+    }
+    return new Promise((resolve) => {
+      this.sleeping = { resolve, timer: undefined, until: Number.POSITIVE_INFINITY, poll: true };
+      const poll = now + pollMs;
+      this.arm(Math.min(poll, this.due), poll <= this.due);
+    });
+  }
+
+  private arm(until: number, poll: boolean): void {
+    const s = this.sleeping;
+    if (!s) return;
+    if (s.timer !== undefined) this.clock.clearTimeout(s.timer);
+    s.until = until;
+    s.poll = poll;
+    s.timer = this.clock.setTimeout(() => this.finish(s.poll ? 'poll' : 'due'), Math.max(0, until - this.clock.now()));
+  }
+
+  private finish(reason: WakeReason): void {
+    const s = this.sleeping;
+    if (!s) return;
+    this.sleeping = undefined;
+    this.pending = false;
+    if (s.timer !== undefined) this.clock.clearTimeout(s.timer);
+    if (reason === 'due' || this.due <= this.clock.now()) this.due = Number.POSITIVE_INFINITY;
+    s.resolve(reason);
+  }
+}
