@@ -1,4 +1,5 @@
-import { type AnyMachineSnapshot, type AnyStateMachine, createActor } from 'xstate';
+import type { AnyMachineSnapshot, AnyStateMachine } from 'xstate';
+import { pureRestore } from './pure.js';
 
 /**
  * The string form of an XState state value: the dotted path (`on.second.x`), and for
@@ -20,11 +21,12 @@ export function stateString(value: unknown): string {
 }
 
 /**
- * Restores a persisted snapshot without starting anything: `createActor(...).getSnapshot()`
- * keeps `historyValue` and children, which `machine.resolveState` would lose.
+ * Restores a persisted snapshot without starting anything: `machine.restoreSnapshot()` (what
+ * `createActor(machine, { snapshot })` runs) keeps `historyValue` and children, which
+ * `machine.resolveState` would lose.
  */
 export function restoreSnapshot(machine: AnyStateMachine, persisted: unknown): AnyMachineSnapshot {
-  const snapshot = createActor(machine, { snapshot: persisted as never }).getSnapshot() as AnyMachineSnapshot;
+  const snapshot = pureRestore(machine, persisted);
   if (!snapshot || typeof snapshot.value === 'undefined') throw new Error('the snapshot has no state value');
   // Resolving the value checks that every state in it exists in this machine.
   machine.resolveState({ value: snapshot.value, context: snapshot.context });

@@ -1,6 +1,7 @@
-import { type AnyMachineSnapshot, type EventObject, initialTransition, transition } from 'xstate';
+import type { AnyMachineSnapshot, EventObject } from 'xstate';
 import { serializeError } from '../errors.js';
 import type { DurableMachine } from './durable.js';
+import { pureInitialTransition, pureTransition } from './pure.js';
 import { stateString } from './state.js';
 
 /** A record's status: `active` (running or waiting), `done` (final state), `failed`, `cancelled`. */
@@ -91,7 +92,7 @@ export function initialStep(def: DurableMachine, input: unknown, now: number, ti
   let snapshot: AnyMachineSnapshot;
   let actions: unknown[];
   try {
-    [snapshot, actions] = initialTransition(def.machine, input) as [AnyMachineSnapshot, unknown[]];
+    [snapshot, actions] = pureInitialTransition(def.machine, input);
   } catch (err) {
     // A throwing context factory or entry assign: there is no snapshot to keep.
     throw err instanceof Error ? err : new Error(String(err));
@@ -150,7 +151,7 @@ function fold(def: DurableMachine, out: StepOutcome, queue: EventObject[], now: 
     let next: AnyMachineSnapshot;
     let actions: unknown[];
     try {
-      [next, actions] = transition(def.machine, out.snapshot, event) as [AnyMachineSnapshot, unknown[]];
+      [next, actions] = pureTransition(def.machine, out.snapshot, event);
     } catch (err) {
       // A throwing guard or assign: keep the last good snapshot, fail the record.
       settle(out, out.snapshot, event, now, err);
