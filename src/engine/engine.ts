@@ -210,40 +210,38 @@ export class Engine {
   async createMany(machine: string, items: readonly CreateItem[], tx?: CallerTransaction): Promise<Created[]> {
     if (!Array.isArray(items)) throw new InvalidArgumentError('items must be an array of { id?, input?, runAt?, priority?, uniqueKey? }');
     const def = this.deps.registry.latest(machine);
-    const now = this.deps.clock.now();
-    const prepared = items.map((item, i) => {
-      if (!item || typeof item !== 'object') throw new InvalidArgumentError(`items[${i}] must be an object`);
+    if (items.length === 0) return [];
+    const node = tx ? '' : this.deps.node;
+    let prepared: Array<{ created: Created; row: NewInstance }> = [];
+    // Chunk by chunk: the next chunk's initial transitions run while the last one is written.
+    // More than one chunk runs in one transaction, so a failure anywhere stores nothing.
+    const write = async (q: Queryable) => {
+      const now = this.deps.clock.now();
+      prepared = [];
+      const ids = new Set<string>();
+      const keys = new Set<string>();
+      let writing: Promise<unknown> | undefined;
       try {
-        return this.prepareCreate(def, item, now);
+        for (let i = 0; i < items.length; i += CREATE_CHUNK) {
+          const chunk = items.slice(i, i + CREATE_CHUNK).map((item, k) => this.prepareItem(def, item, i + k, now, ids, keys));
+          prepared.push(...chunk);
+          const due = chunk.reduce<number | null>((min, p) => (p.created.wake === null ? min : min === null ? p.created.wake : Math.min(min, p.created.wake)), null);
+          const insert = this.deps.queries.createInstances(q, {
+            machine: def.name,
+            version: def.version,
+            queue: def.queue,
+            now: new Date(now),
+            items: chunk.map((p) => p.row),
+            notify: { node, at: due !== null && due > now ? due : null },
+          });
+          insert.catch(() => {}); // awaited below; a failure is seen there
+          await writing;
+          writing = insert;
+        }
+        await writing;
       } catch (err) {
-        if (err instanceof InvalidArgumentError) err.message = `items[${i}]: ${err.message}`;
+        await writing?.catch(() => {});
         throw err;
-      }
-    });
-    const seen = new Set<string>();
-    const keys = new Set<string>();
-    for (const { created, row } of prepared) {
-      if (seen.has(created.id)) throw new DuplicateRecordError(def.name, 'id', created.id);
-      seen.add(created.id);
-      if (row.unique_key !== null) {
-        if (keys.has(row.unique_key)) throw new DuplicateRecordError(def.name, 'uniqueKey', row.unique_key);
-        keys.add(row.unique_key);
-      }
-    }
-    if (prepared.length === 0) return [];
-    const due = prepared.reduce<number | null>((min, p) => (p.created.wake === null ? min : min === null ? p.created.wake : Math.min(min, p.created.wake)), null);
-    const notify = { node: tx ? '' : this.deps.node, at: due !== null && due > now ? due : null };
-    const insert = async (q: Queryable) => {
-      for (let i = 0; i < prepared.length; i += CREATE_CHUNK) {
-        const chunk = prepared.slice(i, i + CREATE_CHUNK);
-        await this.deps.queries.createInstances(q, {
-          machine: def.name,
-          version: def.version,
-          queue: def.queue,
-          now: new Date(now),
-          items: chunk.map((p) => p.row),
-          notify,
-        });
       }
     };
     try {
@@ -251,16 +249,16 @@ export class Engine {
         const q = adoptTransaction(tx);
         await q.query('SAVEPOINT drover_create_many');
         try {
-          await insert(q);
+          await write(q);
         } catch (err) {
           await q.query('ROLLBACK TO SAVEPOINT drover_create_many');
           throw err;
         }
         await q.query('RELEASE SAVEPOINT drover_create_many');
-      } else if (prepared.length <= CREATE_CHUNK) {
-        await withRetry(() => insert(this.deps.db)); // one statement: atomic on its own
+      } else if (items.length <= CREATE_CHUNK) {
+        await withRetry(() => write(this.deps.db)); // one statement: atomic on its own
       } else {
-        await withRetry(() => this.deps.db.transaction(insert));
+        await withRetry(() => this.deps.db.transaction(write));
       }
     } catch (err) {
       throw await this.duplicateError(def, prepared, err);
@@ -268,6 +266,25 @@ export class Engine {
     const created = prepared.map((p) => p.created);
     if (!tx) this.created(def, created);
     return created;
+  }
+
+  /** One item of createMany(): checked, its initial transition run, and not a duplicate of an earlier item. */
+  private prepareItem(def: DurableMachine, item: CreateItem, i: number, now: number, ids: Set<string>, keys: Set<string>) {
+    if (!item || typeof item !== 'object') throw new InvalidArgumentError(`items[${i}] must be an object`);
+    let p: { created: Created; row: NewInstance };
+    try {
+      p = this.prepareCreate(def, item, now);
+    } catch (err) {
+      if (err instanceof InvalidArgumentError) err.message = `items[${i}]: ${err.message}`;
+      throw err;
+    }
+    if (ids.has(p.created.id)) throw new DuplicateRecordError(def.name, 'id', p.created.id);
+    ids.add(p.created.id);
+    if (p.row.unique_key !== null) {
+      if (keys.has(p.row.unique_key)) throw new DuplicateRecordError(def.name, 'uniqueKey', p.row.unique_key);
+      keys.add(p.row.unique_key);
+    }
+    return p;
   }
 
   /** A unique violation of createMany() as the typed error of create(). */
