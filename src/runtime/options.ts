@@ -47,11 +47,11 @@ export interface RuntimeOptions {
   node?: string;
   logger?: Logger;
   clock?: Clock;
-  /** How often an idle poller looks for due work when nothing wakes it. Default 1s. */
+  /** The safety net: how often an idle poller asks when work is next due (commits, NOTIFY, freed room and local timers wake it at once). Default 1s. */
   pollInterval?: Duration;
-  /** Records claimed per batch. Default 50. */
+  /** Records claimed and persisted per batch, and invocations a node holds beyond `concurrency`. Default 100. */
   batchSize?: number;
-  /** Invocations running at once per queue. Default 10. */
+  /** Invoked promises running at once on this node. Default 10. */
   concurrency?: number;
   /** How long a claim or a running invocation is held without a heartbeat. Default 30s. */
   lease?: Duration;
@@ -138,7 +138,7 @@ export async function resolveOptions(options: RuntimeOptions): Promise<ResolvedO
     logger,
     clock: withTimers(options.clock ?? { now: () => Date.now() }),
     pollIntervalMs: parseDuration(options.pollInterval ?? '1s'),
-    batchSize: positiveInt('batchSize', options.batchSize, 50),
+    batchSize: positiveInt('batchSize', options.batchSize, 100),
     concurrency: positiveInt('concurrency', options.concurrency, 10),
     leaseMs,
     shutdownGraceMs: parseDuration(options.shutdownGrace ?? '10s'),
