@@ -1,5 +1,6 @@
 import type { EventObject } from 'xstate';
 import type { RecordStatus, TransitionRow } from '../record/step.js';
+import type { ControlOp } from '../supervisor/control.js';
 
 /** A committed transition as subscribers see it. */
 export interface TransitionMessage {
@@ -49,8 +50,7 @@ export const statePrefixMatch = (want: string | undefined, got: string | null) =
 /** What `subscribe()` returns: call it to unsubscribe; `ready` resolves once delivery is set up. */
 export type Unsubscribe = (() => void) & { ready: Promise<void> };
 
-/** A fleet-wide control change: enable/disable a worker, pause/resume a tag. */
-export type ControlOp = 'enable' | 'disable' | 'pause' | 'resume';
+export type { ControlOp } from '../supervisor/control.js';
 
 /** An SLA breach as it is published. */
 export interface Breach {

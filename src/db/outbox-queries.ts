@@ -1,4 +1,5 @@
-import type { PublishedTransition } from '../bus/nats.js';
+import type { EventObject } from 'xstate';
+import type { RecordStatus } from '../record/step.js';
 import { type Queryable, quoteSchema } from './database.js';
 
 /** A transition row waiting in the outbox (`published_at IS NULL`), as the relay reads it. */
@@ -11,8 +12,8 @@ export interface OutboxRow {
   seq: number;
   from_state: string | null;
   to_state: string;
-  status: PublishedTransition['status'];
-  event: PublishedTransition['event'];
+  status: RecordStatus;
+  event: EventObject;
   at: Date;
   ids: Record<string, unknown> | null;
   traceparent: string | null;

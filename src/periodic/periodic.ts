@@ -4,7 +4,7 @@ import type { SupervisorQueries } from '../db/supervisor-queries.js';
 import { DuplicateRecordError, errorMessage, InvalidArgumentError, RunTimeoutError, serializeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { done, type HandlerResult, none } from '../supervisor/results.js';
-import { TAG } from '../supervisor/tags.js';
+import { TAG } from '../supervisor/control.js';
 import type { HandlerContext } from '../supervisor/worker.js';
 import { type Clock, type Duration, parseDuration } from '../time.js';
 import * as N from '../otel/names.js';

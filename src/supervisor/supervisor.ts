@@ -1,6 +1,5 @@
 import { hostname } from 'node:os';
 import { type Actor, type AnyActorRef, createActor, type InspectionEvent, type Observer, waitFor } from 'xstate';
-import type { ControlOp } from '../bus/bus.js';
 import type { Database } from '../db/database.js';
 import type { RunRow, SupervisorQueries } from '../db/supervisor-queries.js';
 import { DuplicateWorkerError, errorMessage, InvalidArgumentError, serializeError, WorkerNotFoundError } from '../errors.js';
@@ -10,7 +9,7 @@ import { type Clock, type Duration, parseDuration } from '../time.js';
 import { type Service, serviceMachine, supervisorMachine } from './machines.js';
 import { type MetricEvent, MetricsHub, type MetricStream } from './metrics.js';
 import { type HandlerResult, none } from './results.js';
-import { TAG } from './tags.js';
+import { type ControlOp, TAG } from './control.js';
 import { createStatusStore, type WorkerEntry, type WorkerStatus } from './store.js';
 import { type WorkerActor, type WorkerHandler, type WorkerInput, workerMachine, workerStatus } from './worker.js';
 
