@@ -117,19 +117,38 @@ export class QueuePoller {
 
   private async run(): Promise<void> {
     let failures = 0;
-    let reason: WakeReason = 'woken';
+    // Start by asking when work is due: a runtime that restarts knows nothing of the timers
+    // stored before it.
+    let reason: WakeReason = 'poll';
+    // Whether the last probe found work due now, so it armed no timer for what comes after:
+    // once that work is done, ask again before sleeping.
+    let probeSpent = false;
+    let probesInARow = 0;
     while (this.running) {
       try {
-        if (reason === 'poll' && !(await this.anythingDue())) {
-          reason = await this.wakeup.sleep(this.ctx.pollIntervalMs);
-          continue;
+        if (reason === 'poll') {
+          probesInARow += 1;
+          if (!(await this.anythingDue())) {
+            probeSpent = false;
+            probesInARow = 0;
+            reason = await this.wakeup.sleep(this.ctx.pollIntervalMs);
+            continue;
+          }
+          probeSpent = true;
         }
         // A due time passed: a timer or a retry, records or invocations; look at both.
         if (reason === 'due') this.recordsBehind = this.invocationsBehind = true;
         const worked = await this.pass();
         failures = 0;
         if (worked) {
+          probesInARow = 0;
           reason = 'woken';
+          continue;
+        }
+        // The probe saw work that the claim did not get (another node took it): ask again,
+        // but not in a tight loop if that keeps happening.
+        if (probeSpent && probesInARow < 3) {
+          reason = 'poll';
           continue;
         }
       } catch (err) {
@@ -142,7 +161,6 @@ export class QueuePoller {
         await this.wakeup.sleep(backoffMs(failures, 100, 10_000));
         reason = 'woken'; // after a backoff, look again at once
         this.recordsBehind = this.invocationsBehind = true;
-
         continue;
       }
       if (this.running) reason = await this.wakeup.sleep(this.ctx.pollIntervalMs);

@@ -128,6 +128,28 @@ describe.each(BACKENDS)('engine wake-ups on $name', ({ make }) => {
   });
 });
 
+describe.each(BACKENDS)('a runtime that starts after its timers were stored, on $name', ({ make }) => {
+  it('arms its local timer from the stored wake_at at start: the timer fires on time, not at the first poll', async () => {
+    const backend = await make();
+    // Created while no runtime runs (a client that never starts): no NOTIFY reaches a worker.
+    const client = await createRuntime({ database: backend.database, schema: backend.schema, machines: [delayed] });
+    const before = Date.now();
+    await client.create('delayed', { id: 'stored', input: { ms: 1500 } });
+    const worker = await createRuntime({ database: backend.database, schema: backend.schema, machines: [delayed], pollInterval: HOUR });
+    try {
+      await worker.start();
+      await worker.waitFor('delayed', 'stored', { status: 'done' }, { timeoutMs: 10_000 });
+      const fired = await firedAt(worker, 'delayed', 'stored');
+      expect(fired).toBeGreaterThanOrEqual(before + 1500);
+      expect(fired - (before + 1500)).toBeLessThan(3000);
+    } finally {
+      await worker.stop();
+      await client.stop();
+      await backend.close();
+    }
+  });
+});
+
 describe('engine wake-ups on a test clock', () => {
   it('a timer fires when the clock reaches its wake_at, and not a millisecond before', async () => {
     const clock = new TestClock(Date.UTC(2026, 5, 1));
