@@ -1,0 +1,320 @@
+import { randomUUID } from 'node:crypto';
+import { type TransitionMessage, transitionMessages } from '../bus/bus.js';
+import { type ClaimedInvocation, type EventRow, type InvocationRow, type PersistedInstance, transitionColumns } from '../db/queries.js';
+import { errorMessage } from '../errors.js';
+import type { DurableMachine } from '../record/durable.js';
+import { foldStep, nextWake, type RecordState, type Spawn, type StepItem } from '../record/step.js';
+import type { EngineContext } from './context.js';
+import type { Invoker } from './invoker.js';
+import { type CachedRecord, type PendingStep, type RawRecord, recordKey, reviveEvent, type StepTarget, toRecordState } from './records.js';
+
+/** Batches of fused results being written at once (each of other records). */
+const FUSE_PERSISTS_IN_FLIGHT = 2;
+
+/** What the step writer tells its poller after a commit. */
+export interface StepHooks {
+  /** A committed record is due again: at `at` (its next timer), or now (null: newer events came in). */
+  recordDue(at: number | null): void;
+  /** A step spawned invocations this node had no room for: they wait in the database for a claim. */
+  invocationsLeft(): void;
+}
+
+/**
+ * How one queue's steps are written: folded through the machine ({@link StepWriter.prepare}),
+ * persisted in one version-guarded statement per batch, then their effects run (invocations
+ * stopped and started, transitions to the commit hook). It also keeps the records whose
+ * invocations run here, so a finished invocation's result is folded and written at once
+ * ({@link StepWriter.fuse}) instead of going through the inbox.
+ */
+export class StepWriter {
+  private readonly cache = new Map<string, CachedRecord>();
+  private fusePending: Array<{ invocation: InvocationRow; event: Record<string, unknown> }> = [];
+  private fusing: Promise<void> | undefined;
+  private open = true;
+
+  constructor(
+    private readonly ctx: EngineContext,
+    private readonly queue: string,
+    private readonly invoker: Invoker,
+    private readonly hooks: StepHooks,
+  ) {}
+
+  /** Takes no more results to fuse; resolves when the fused steps in hand are written. */
+  async close(): Promise<void> {
+    this.open = false;
+    while (this.fusing) await this.fusing;
+    this.cache.clear();
+  }
+
+  /** Opens it again after {@link close} (a poller that starts again). */
+  reopen(): void {
+    this.open = true;
+  }
+
+  /**
+   * Called by the invoker when an invocation this node runs has finished. If this node still
+   * knows the record as it was when the invocation started, the result is folded and
+   * persisted here at once (one statement, guarded by the row version) instead of going
+   * through the inbox, a claim and a second write. Returns false to use the inbox.
+   */
+  fuse(invocation: InvocationRow, event: Record<string, unknown>): boolean {
+    if (!this.open || !this.cache.has(recordKey(invocation.machine, invocation.instance_id))) return false;
+    this.fusePending.push({ invocation, event });
+    if (!this.fusing) this.fusing = this.fuseLoop();
+    return true;
+  }
+
+  /** Remembers a record whose invocation was claimed here, for {@link fuse}. */
+  remember(row: ClaimedInvocation): void {
+    // Waiting inbox events must be stepped by a claim: a fused step would not consume them.
+    if (row.i_row_version === null || row.i_status !== 'active' || row.i_pending) return;
+    let def: DurableMachine;
+    try {
+      def = this.ctx.registry.get(row.machine, row.version);
+    } catch {
+      return;
+    }
+    this.remembered(recordKey(row.machine, row.instance_id), {
+      machine: row.machine,
+      id: row.instance_id,
+      version: row.version,
+      def,
+      rowVersion: row.i_row_version,
+      eventSeq: row.i_event_seq,
+      raw: { snapshot: row.i_snapshot, state: row.i_state, status: row.i_status, entered_at: row.i_entered_at, timers: row.i_timers, seq: row.i_seq },
+    });
+  }
+
+  /**
+   * Stores a cache entry. Entries leave on the record's next commit or discard; the cap
+   * bounds the ones whose invocation moved to another node (a retry, an abort). An evicted
+   * record's result simply goes through the inbox.
+   */
+  private remembered(key: string, entry: CachedRecord): void {
+    this.cache.delete(key);
+    this.cache.set(key, entry);
+    const cap = Math.max(1000, (this.ctx.concurrency + this.ctx.batchSize) * 4);
+    if (this.cache.size > cap) this.cache.delete(this.cache.keys().next().value as string);
+  }
+
+  /**
+   * Folds and persists finished invocations' results. Two batches may persist at once (of
+   * different records): while one is written, the results that came in meanwhile are folded
+   * and sent, so neither the database nor this process waits for the other.
+   */
+  private async fuseLoop(): Promise<void> {
+    const { ctx } = this;
+    const inFlight = new Set<string>();
+    const commits = new Set<Promise<void>>();
+    while (this.fusePending.length > 0 || commits.size > 0) {
+      if (this.fusePending.length === 0 || commits.size >= FUSE_PERSISTS_IN_FLIGHT) {
+        await Promise.race(commits);
+        continue;
+      }
+      const batch = this.fusePending;
+      this.fusePending = [];
+      const now = ctx.clock.now();
+      const steps: PendingStep[] = [];
+      const later: typeof batch = [];
+      const keys = new Set<string>();
+      for (const item of batch) {
+        const key = recordKey(item.invocation.machine, item.invocation.instance_id);
+        // One step per record at a time: a record in a batch being written waits for its new version.
+        if (keys.has(key) || inFlight.has(key)) {
+          later.push(item);
+          continue;
+        }
+        const cached = this.cache.get(key);
+        if (!cached) {
+          this.invoker.complete(item.invocation, item.event);
+          continue;
+        }
+        keys.add(key);
+        let record: RecordState;
+        try {
+          record = cached.record ?? toRecordState(cached.def, cached.raw as RawRecord);
+        } catch {
+          this.cache.delete(key);
+          this.invoker.complete(item.invocation, item.event);
+          continue;
+        }
+        const event = reviveEvent(item.event as EventRow['event']);
+        const step = this.prepare(cached, record, [{ kind: 'event', eventId: '', event, at: now }], now);
+        step.out.consumedEventIds = [];
+        // The finished invocation's row goes with this step (XState stops the child only when
+        // the state is left; an onDone that stays must not leave the row to be claimed again).
+        if (!step.out.spawns.has(item.invocation.invoke_id)) step.out.stops.add(item.invocation.invoke_id);
+        step.onDiscard = () => this.invoker.complete(item.invocation, item.event);
+        steps.push(step);
+      }
+      this.fusePending = later.concat(this.fusePending);
+      if (steps.length === 0) {
+        if (commits.size > 0) await Promise.race(commits);
+        continue;
+      }
+      for (const key of keys) inFlight.add(key);
+      const commit: Promise<void> = this.commitSteps(steps, now)
+        .catch((err: unknown) => {
+          ctx.logger.warn({ err: errorMessage(err), count: steps.length }, 'drover: fused step failed; results go through the inbox');
+          for (const step of steps) step.onDiscard?.();
+        })
+        .finally(() => {
+          for (const key of keys) inFlight.delete(key);
+          commits.delete(commit);
+        });
+      commits.add(commit);
+    }
+    this.fusing = undefined;
+  }
+
+  /** Folds items into a record and reserves invocation slots for what it spawns. */
+  prepare(target: StepTarget, record: RecordState, items: StepItem[], now: number): PendingStep {
+    const out = foldStep(target.def, record, items, now);
+    for (const ignored of out.ignored) {
+      this.ctx.logger.debug(
+        { machine: target.machine, id: target.id, event: ignored.type, state: out.state },
+        'drover: event not taken in this state, dropped',
+      );
+    }
+    const reserved = new Map<string, boolean>();
+    for (const id of out.spawns.keys()) reserved.set(id, this.invoker.reserve());
+    return {
+      machine: target.machine,
+      id: target.id,
+      version: target.version,
+      def: target.def,
+      rowVersion: target.rowVersion,
+      eventSeq: target.eventSeq,
+      children: Object.keys((record.snapshot as { children?: object }).children ?? {}),
+      out,
+      reserved,
+      enteredBefore: record.enteredAt,
+    };
+  }
+
+  /**
+   * Persists stepped records in one statement, each guarded by its row version, then runs
+   * the effects of those that committed: stop and start invocations, publish transitions.
+   */
+  async commitSteps(steps: PendingStep[], now: number): Promise<void> {
+    const { ctx } = this;
+    const tokens = new Map<Spawn, string>();
+    const instances: PersistedInstance[] = [];
+    const transitions = [];
+    const consumed = [];
+    const stops = [];
+    const spawns = [];
+    for (const { machine, id, rowVersion, eventSeq, out, reserved } of steps) {
+      const wake = nextWake(out);
+      instances.push({
+        machine,
+        id,
+        row_version: rowVersion,
+        state: out.state,
+        status: out.status,
+        snapshot: out.snapshot.machine.getPersistedSnapshot(out.snapshot),
+        entered_at: new Date(out.enteredAt),
+        wake_at: wake === null ? null : new Date(wake),
+        timers: out.timers,
+        error: out.error ?? null,
+        seq: out.seq,
+        event_seq: eventSeq,
+      });
+      for (const t of out.transitions) transitions.push({ machine, instance_id: id, ...transitionColumns(t) });
+      for (const eventId of out.consumedEventIds) consumed.push({ machine, instance_id: id, id: eventId });
+      for (const invokeId of out.stops) if (!out.spawns.has(invokeId)) stops.push({ machine, instance_id: id, invoke_id: invokeId });
+      for (const spawn of out.spawns.values()) {
+        const token = randomUUID();
+        tokens.set(spawn, token);
+        const mine = reserved.get(spawn.id) === true;
+        spawns.push({
+          machine,
+          instance_id: id,
+          invoke_id: spawn.id,
+          token,
+          src: spawn.src,
+          input: spawn.input ?? null,
+          attempt: mine ? 1 : 0,
+          locked_by: mine ? ctx.node : null,
+          locked_until: new Date(mine ? now + ctx.leaseMs : now),
+        });
+      }
+    }
+
+    let persisted: Array<{ machine: string; id: string; event_seq: string }>;
+    try {
+      persisted = await ctx.queries.persistSteps(ctx.db, { now: new Date(now), instances, transitions, consumed, stops, spawns });
+    } catch (err) {
+      // Nothing was stored: the leases run out and the records are claimed again.
+      for (const { machine, id, reserved } of steps) {
+        this.cache.delete(recordKey(machine, id));
+        for (const mine of reserved.values()) if (mine) this.invoker.unreserve();
+      }
+      throw err;
+    }
+    // The inbox counter each record had when its write landed (newer events set wake_at).
+    const committed = new Map(persisted.map((r) => [recordKey(r.machine, r.id), r.event_seq]));
+
+    const messages: TransitionMessage[] = [];
+    let wakeInvocations = false;
+    for (const step of steps) {
+      const { machine, id, version, out, reserved } = step;
+      const key = recordKey(machine, id);
+      // When the record is next due: a newer event arrived while it was stepped (now), or its earliest timer.
+      const eventSeq = committed.get(key);
+      if (eventSeq !== undefined && out.status === 'active') {
+        if (BigInt(eventSeq) > BigInt(step.eventSeq)) this.hooks.recordDue(null);
+        else {
+          const wake = nextWake(out);
+          if (wake !== null) this.hooks.recordDue(wake);
+        }
+      }
+      if (!committed.has(key)) {
+        // A fused step losing to a claim is routine (its result goes through the inbox); a
+        // claimed step losing means its lease ran out or the record was cancelled.
+        if (step.onDiscard) ctx.logger.debug({ machine, id }, 'drover: fused step discarded, result goes through the inbox');
+        else ctx.logger.warn({ machine, id }, 'drover: step discarded, the record changed under its lease (another node or a cancel)');
+        this.cache.delete(key);
+        for (const mine of reserved.values()) if (mine) this.invoker.unreserve();
+        step.onDiscard?.();
+        continue;
+      }
+      for (const invokeId of out.stops) this.invoker.abort(machine, id, invokeId);
+      if (out.status !== 'active') for (const child of step.children) this.invoker.abort(machine, id, child);
+      for (const spawn of out.spawns.values()) {
+        if (reserved.get(spawn.id) !== true) {
+          wakeInvocations = true;
+          continue;
+        }
+        if (out.status !== 'active') {
+          this.invoker.unreserve();
+          continue;
+        }
+        const token = tokens.get(spawn) as string;
+        this.invoker.start(
+          { machine, instance_id: id, invoke_id: spawn.id, token, version, src: spawn.src, input: spawn.input ?? null, attempt: 1 },
+          this.queue,
+          true,
+        );
+      }
+      // Keep the committed state while an invocation of the record runs here, for fuse().
+      if (out.status === 'active' && this.invoker.runningFor(machine, id) > 0) {
+        this.remembered(key, {
+          machine,
+          id,
+          version,
+          def: step.def,
+          rowVersion: step.rowVersion + 1,
+          eventSeq: committed.get(key) as string,
+          record: { snapshot: out.snapshot, state: out.state, status: out.status, enteredAt: out.enteredAt, timers: out.timers, seq: out.seq },
+        });
+      } else {
+        this.cache.delete(key);
+      }
+      messages.push(...transitionMessages(id, machine, version, out.transitions));
+      ctx.telemetry.stateSpans(machine, version, id, step.enteredBefore, out.transitions);
+    }
+    if (messages.length > 0) ctx.commits.emit(messages);
+    if (wakeInvocations) this.hooks.invocationsLeft();
+  }
+}
