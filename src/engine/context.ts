@@ -6,8 +6,8 @@ import type { Telemetry } from '../otel/telemetry.js';
 import type { MachineRegistry } from '../record/registry.js';
 import type { Clock } from '../time.js';
 
-/** What the pollers and the invoker share, resolved once by the engine. */
-export interface EngineContext {
+/** What the engine is built from, resolved once by the runtime. */
+export interface EngineDeps {
   db: Database;
   queries: Queries;
   registry: MachineRegistry;
@@ -19,7 +19,13 @@ export interface EngineContext {
   batchSize: number;
   concurrency: number;
   pollIntervalMs: number;
+  /** How long `drain()` waits for running invocations. */
+  shutdownGraceMs: number;
   telemetry: Telemetry;
+}
+
+/** What the pollers and the invoker share: the engine's deps and its commit hook. */
+export interface EngineContext extends EngineDeps {
   /** Every commit of this node that changed records goes through here: the bus, the relay, the waiters. */
   commits: Commits;
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type TransitionMessage, transitionMessages } from '../bus/bus.js';
-import { adoptTransaction, type CallerTransaction, type Database, type Queryable, withRetry } from '../db/database.js';
-import { type InstanceRow, type NewInstance, type Queries, transitionColumns } from '../db/queries.js';
+import { adoptTransaction, type CallerTransaction, type Queryable, withRetry } from '../db/database.js';
+import { type InstanceRow, type NewInstance, transitionColumns } from '../db/queries.js';
 import {
   DuplicateRecordError,
   EventNotAcceptedError,
@@ -10,32 +10,15 @@ import {
   RecordNotFoundError,
   SnapshotRestoreError,
 } from '../errors.js';
-import type { Logger } from '../log.js';
-import { captureTraceparent, type Telemetry } from '../otel/telemetry.js';
+import { captureTraceparent } from '../otel/telemetry.js';
 import type { DurableMachine } from '../record/durable.js';
-import type { MachineRegistry } from '../record/registry.js';
 import { restoreSnapshot } from '../record/state.js';
 import { contextIds, initialStep, nextWake } from '../record/step.js';
-import type { Clock } from '../time.js';
-import { Commits, type EngineContext } from './context.js';
+import { Commits, type EngineContext, type EngineDeps } from './context.js';
+
+export type { EngineDeps } from './context.js';
 import { Invoker } from './invoker.js';
 import { QueuePoller } from './poller.js';
-
-/** What the engine is built from, resolved once by the runtime. */
-export interface EngineDeps {
-  db: Database;
-  queries: Queries;
-  registry: MachineRegistry;
-  clock: Required<Clock>;
-  logger: Logger;
-  node: string;
-  leaseMs: number;
-  batchSize: number;
-  concurrency: number;
-  pollIntervalMs: number;
-  shutdownGraceMs: number;
-  telemetry: Telemetry;
-}
 
 /** One record of `createMany()`. */
 export interface CreateItem<TInput = unknown> {
