@@ -394,6 +394,30 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
       ]);
       return res.rows;
     },
+    /** A record's status, version, state and snapshot, and whether events wait in its inbox, read at once. */
+    async instanceForSend(q: Queryable, a: { machine: string; id: string }) {
+      return (
+        await q.query<Pick<InstanceRow, 'status' | 'version' | 'state' | 'snapshot'> & { pending: boolean }>(sql.getInstanceForSend, [a.machine, a.id])
+      ).rows[0];
+    },
+    /** Stores an event in an active record's inbox and makes the record due; false when it is not active. */
+    async sendEvent(q: Queryable, a: { machine: string; id: string; event: unknown; traceparent: string | null; now: Date; notifyNode: string }) {
+      const res = await q.query<{ event_id: string | null }>(sql.sendEvent, [a.machine, a.id, json(a.event), a.traceparent, a.now, a.notifyNode]);
+      return Boolean(res.rows[0]?.event_id);
+    },
+    /** Renews the leases of invocations this node holds; returns the ones still there (gone: stopped elsewhere). */
+    async heartbeatInvocations(
+      q: Queryable,
+      a: { node: string; leaseUntil: Date; invocations: Array<{ machine: string; instance_id: string; invoke_id: string; token: string }> },
+    ) {
+      return (
+        await q.query<{ machine: string; instance_id: string; invoke_id: string }>(sql.heartbeatInvocations, [a.leaseUntil, json(a.invocations), a.node])
+      ).rows;
+    },
+    /** Puts a failed attempt back for another at `at`, with its error. */
+    async retryInvocation(q: Queryable, a: { machine: string; instance_id: string; invoke_id: string; token: string; at: Date; error: unknown }) {
+      await q.query(sql.retryInvocation, [a.machine, a.instance_id, a.invoke_id, a.token, a.at, json(a.error)]);
+    },
     /** Writes invocation results to their records' inboxes; returns the queues that have work now. */
     async completeInvocations(q: Queryable, a: { now: Date; completions: unknown[] }) {
       return (await q.query<{ queue: string }>(sql.completeInvocations, [json(a.completions), a.now])).rows.map((r) => r.queue);

@@ -311,9 +311,8 @@ export class Engine {
    */
   async send(machine: string, id: string, event: { type: string }, tx?: CallerTransaction): Promise<string> {
     const { queries } = this.deps;
-    const { sql, json } = queries;
     const run = async (q: Queryable) => {
-      const row = (await q.query<InstanceRow & { pending: boolean }>(sql.getInstanceForSend, [machine, id])).rows[0];
+      const row = await queries.instanceForSend(q, { machine, id });
       if (!row) throw new RecordNotFoundError(machine, id);
       if (row.status !== 'active') throw new EventNotAcceptedError(machine, id, event.type, `the record is ${row.status}`);
       const def = this.deps.registry.get(machine, row.version);
@@ -335,15 +334,15 @@ export class Engine {
         }
         if (!accepted) throw new EventNotAcceptedError(machine, id, event.type, `state "${row.state}" has no transition for it`);
       }
-      const res = await q.query<{ event_id: string | null }>(sql.sendEvent, [
+      const stored = await queries.sendEvent(q, {
         machine,
         id,
-        json(event),
-        captureTraceparent() ?? null,
-        new Date(this.deps.clock.now()),
-        tx ? '' : this.deps.node,
-      ]);
-      if (!res.rows[0]?.event_id) throw new EventNotAcceptedError(machine, id, event.type, 'the record finished meanwhile');
+        event,
+        traceparent: captureTraceparent() ?? null,
+        now: new Date(this.deps.clock.now()),
+        notifyNode: tx ? '' : this.deps.node,
+      });
+      if (!stored) throw new EventNotAcceptedError(machine, id, event.type, 'the record finished meanwhile');
       return def.queue;
     };
     if (tx) return run(adoptTransaction(tx));

@@ -267,14 +267,14 @@ export class Invoker {
     const at = new Date(this.ctx.clock.now() + delay);
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.ctx.db.query(this.ctx.queries.sql.retryInvocation, [
-          row.machine,
-          row.instance_id,
-          row.invoke_id,
-          row.token,
+        await this.ctx.queries.retryInvocation(this.ctx.db, {
+          machine: row.machine,
+          instance_id: row.instance_id,
+          invoke_id: row.invoke_id,
+          token: row.token,
           at,
-          this.ctx.queries.json(serializeError(error)),
-        ]);
+          error: serializeError(error),
+        });
         this.hooks.retryAt(queue, at.getTime());
         return;
       } catch (err) {
@@ -339,17 +339,12 @@ export class Invoker {
     const entries: Array<{ row: InvocationRow }> = [...this.running.values(), ...this.waiting.values()];
     if (entries.length === 0) return;
     try {
-      const keys = entries.map((e) => ({
-        machine: e.row.machine,
-        instance_id: e.row.instance_id,
-        invoke_id: e.row.invoke_id,
-        token: e.row.token,
-      }));
-      const res = await this.ctx.db.query<{ machine: string; instance_id: string; invoke_id: string }>(
-        this.ctx.queries.sql.heartbeatInvocations,
-        [new Date(this.ctx.clock.now() + this.ctx.leaseMs), this.ctx.queries.json(keys), this.ctx.node],
-      );
-      const alive = new Set(res.rows.map((r) => keyOf(r.machine, r.instance_id, r.invoke_id)));
+      const rows = await this.ctx.queries.heartbeatInvocations(this.ctx.db, {
+        node: this.ctx.node,
+        leaseUntil: new Date(this.ctx.clock.now() + this.ctx.leaseMs),
+        invocations: entries.map(({ row }) => ({ machine: row.machine, instance_id: row.instance_id, invoke_id: row.invoke_id, token: row.token })),
+      });
+      const alive = new Set(rows.map((r) => keyOf(r.machine, r.instance_id, r.invoke_id)));
       for (const e of entries) {
         const key = keyOf(e.row.machine, e.row.instance_id, e.row.invoke_id);
         // Gone from the table: stopped by a step on another node, or the record was cancelled.
