@@ -10,7 +10,7 @@ export const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const scale = Number(process.env.BENCH_SCALE ?? '1');
 if (!Number.isFinite(scale) || scale <= 0) throw new Error(`BENCH_SCALE must be a positive number (got ${process.env.BENCH_SCALE})`);
 
-const only = (process.env.BENCH_ONLY ?? 'a,b,c')
+const only = (process.env.BENCH_ONLY ?? 'a,b,b0,c')
   .split(',')
   .map((s) => s.trim().toLowerCase())
   .filter(Boolean);
@@ -28,6 +28,14 @@ export const config = {
   jobs: Math.max(100, Math.round(20_000 * scale)),
   /** (b) records through three steps. */
   chains: Math.max(50, Math.round(5_000 * scale)),
+  /** (t) timer records, each due 100–3000 ms after its creation. */
+  timers: Math.max(50, Math.round(500 * scale)),
+  /** (e) records per bulk create. */
+  bulk: Math.max(2000, Math.round(20_000 * scale)),
+  /** (i) idle records seeded, and how long the idle runtime is watched (s). */
+  idleRecords: Math.max(1000, Math.round(100_000 * scale)),
+  idleSeconds:
+    process.env.BENCH_IDLE_SECONDS !== undefined ? Number(process.env.BENCH_IDLE_SECONDS) : Math.max(10, Math.round(60 * Math.min(1, scale))),
   /** (c) spaced enqueues and their spacing. */
   latencyEvents: Math.max(20, Math.round(200 * Math.min(1, scale * 2))),
   latencySpacingMs: Number(process.env.BENCH_SPACING_MS ?? '20'),
@@ -135,52 +143,54 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))] as number;
 }
 
-/** CPU time so far: this Node process, every PostgreSQL server process and every nats-server on the machine (ms). */
+/** CPU time so far: this Node process, and per process the given children, every PostgreSQL server and every nats-server on the machine. */
 export interface CpuMark {
   at: number;
-  node: number;
-  pg: number;
-  nats: number;
+  /** This process, ms. */
+  self: number;
+  /** Other processes by pid: which kind, and CPU ticks (utime + stime, 100 Hz). */
+  procs: Map<number, { kind: 'node' | 'pg' | 'nats'; ticks: number }>;
 }
 
 export function cpuMark(children: number[] = []): CpuMark {
   const u = process.cpuUsage();
-  let pg = 0;
-  let nats = 0;
-  let node = 0;
+  const procs: CpuMark['procs'] = new Map();
   for (const pid of readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(pid)) continue;
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const mine = children.includes(Number(pid));
-      const isPg = stat.includes('(postgres)');
-      const isNats = stat.includes('(nats-server)');
-      if (!mine && !isPg && !isNats) continue;
+      const kind = children.includes(Number(pid)) ? 'node' : stat.includes('(postgres)') ? 'pg' : stat.includes('(nats-server)') ? 'nats' : undefined;
+      if (!kind) continue;
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks (100 Hz)
-      if (mine) node += ticks;
-      else if (isPg) pg += ticks;
-      else nats += ticks;
+      procs.set(Number(pid), { kind, ticks: Number(fields[11]) + Number(fields[12]) });
     } catch {
       // The process ended meanwhile.
     }
   }
-  return { at: now(), node: (u.user + u.system) / 1000 + node * 10, pg: pg * 10, nats: nats * 10 };
+  return { at: now(), self: (u.user + u.system) / 1000, procs };
 }
 
 /**
  * Cores used since `mark`: Node (this process and the given child processes), PostgreSQL
- * and nats-server (a process that exited meanwhile is not counted).
+ * and nats-server, summed per process over the processes alive at the end (one that exited
+ * meanwhile is not counted; one started meanwhile counts in full).
  */
 export function coresSince(mark: CpuMark, children: number[] = []): { node: number; pg: number; nats: number } {
   const end = cpuMark(children);
   const wall = end.at - mark.at;
-  return { node: (end.node - mark.node) / wall, pg: (end.pg - mark.pg) / wall, nats: (end.nats - mark.nats) / wall };
+  const ms = { node: end.self - mark.self, pg: 0, nats: 0 };
+  for (const [pid, p] of end.procs) {
+    const before = mark.procs.get(pid);
+    // A pid reused by a new process of another kind, or with fewer ticks, is a new process.
+    const base = before && before.kind === p.kind && before.ticks <= p.ticks ? before.ticks : 0;
+    ms[p.kind] += (p.ticks - base) * 10;
+  }
+  return { node: ms.node / wall, pg: ms.pg / wall, nats: ms.nats / wall };
 }
 
-/** A throughput result: scenario (a) or (b). */
+/** A throughput result: scenario (a), (b) or (b0). */
 export interface ThroughputResult {
-  scenario: 'a' | 'b';
+  scenario: 'a' | 'b' | 'b0';
   system: string;
   variant: string;
   settings: string;
@@ -220,6 +230,8 @@ export interface NatsLatencyResult {
   kind: 'latency';
   system: string;
   variant: NatsBusKind;
+  /** ' (tuned: …)' when the row changes drover's defaults, shown after the bus. */
+  tuned?: string;
   settings: string;
   /** The transition's `at` (the step's clock) → handler called, ms (Date.now, 1 ms resolution), sorted. */
   samples: number[];
@@ -237,6 +249,8 @@ export interface NatsThroughputResult {
   kind: 'throughput';
   system: string;
   variant: NatsBusKind;
+  /** ' (tuned: …)' when the row changes drover's defaults, shown after the bus. */
+  tuned?: string;
   settings: string;
   items: number;
   stepsPerItem: number;
@@ -282,7 +296,65 @@ export interface NatsThroughputResult {
 
 export type NatsResult = NatsLatencyResult | NatsThroughputResult;
 
-export type Result = ThroughputResult | LatencyResult | NatsResult;
+/** (t) timers: how late each record's `after` transition ran, against the due time it was created with. */
+export interface TimerResult {
+  scenario: 't';
+  system: string;
+  variant: string;
+  settings: string;
+  /** Records in this group, and of those the ones whose transition ran. */
+  records: number;
+  fired: number;
+  /** Action time − due time, ms, sorted (negative: early). */
+  samples: number[];
+  /** Lines for the scenario's own section (clock skew, the restart's timings). */
+  info?: string[];
+  error?: string;
+  notes?: string[];
+}
+
+/** (e) bulk create: `items` records in calls of `perCall`, `runMs` for all calls. */
+export interface BulkResult {
+  scenario: 'e';
+  system: string;
+  variant: string;
+  settings: string;
+  items: number;
+  perCall: number;
+  runMs: number;
+  rounds?: number[];
+  /** Not run, and why (not a failure: e.g. this drover has no createMany). */
+  skipped?: string;
+  error?: string;
+  notes?: string[];
+}
+
+/** (i) an idle runtime over many waiting records: statements per minute and heap. */
+export interface IdleResult {
+  scenario: 'i';
+  system: string;
+  variant: string;
+  settings: string;
+  records: number;
+  /** Queues the runtime polls. */
+  queues: number;
+  seedMs: number;
+  seedHow: string;
+  /** How long the statements were counted (ms). */
+  measuredMs: number;
+  /** Per statement label: calls, rows and time in the measured window. */
+  statements: Array<{ name: string; calls: number; rows: number; ms: number }>;
+  /** process.memoryUsage().heapUsed (bytes) at each point, after a full GC when one could be forced. */
+  heap: Array<{ at: string; bytes: number }>;
+  gcForced: boolean;
+  /** Cores busy in the measured window: this Node process, and every PostgreSQL process on the machine. */
+  cores?: { node: number; pg: number };
+  pollIntervalMs: number;
+  error?: string;
+  notes?: string[];
+}
+
+export type Result = ThroughputResult | LatencyResult | NatsResult | TimerResult | BulkResult | IdleResult;
 
 /**
  * Fires `fire(i)` every `spacingMs` on an absolute schedule (no drift), without waiting for

@@ -4,7 +4,7 @@
 // as records of this node reach `done` (post-commit, from its own bus); stops on SIGTERM.
 import { createRuntime } from '../src/index.js';
 import { DATABASE_URL } from './common.js';
-import { chain, droverSettings, oneStep } from './drover.js';
+import { chain, droverOverrides, oneStep } from './drover.js';
 
 const [schema, scenario] = process.argv.slice(2) as [string, string];
 const machine = scenario === 'a' ? oneStep : chain;
@@ -12,9 +12,7 @@ const rt = await createRuntime({
   database: DATABASE_URL,
   schema,
   machines: [machine],
-  batchSize: droverSettings.batchSize,
-  concurrency: droverSettings.concurrency,
-  pollInterval: droverSettings.pollInterval,
+  ...droverOverrides,
 });
 let done = 0;
 let reported = 0;

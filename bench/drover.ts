@@ -1,7 +1,19 @@
 // drover under the three scenarios. Each run gets its own schema and runtime, on a pool whose
 // statements are timed (see profile.ts), so every result comes with where the time went.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
 import { fromPromise, setup } from 'xstate';
-import { createRuntime, type DurableMachine, defineJob, durable, type Runtime, type RuntimeOptions } from '../src/index.js';
+import {
+  type CallerTransaction,
+  createRuntime,
+  type DurableMachine,
+  defineJob,
+  durable,
+  type RecordView,
+  type Runtime,
+  type RuntimeOptions,
+} from '../src/index.js';
 import {
   admin,
   analyze,
@@ -25,20 +37,103 @@ import {
 import { processInChildren } from './drover-procs.js';
 import { cpuProfiled, type ProfiledPool, profiledPool } from './profile.js';
 
-/** drover's knobs, from the environment; the defaults are what the tuning runs found best here. */
-export const droverSettings = {
-  batchSize: Number(process.env.BENCH_DROVER_BATCH ?? '1000'),
-  concurrency: Number(process.env.BENCH_DROVER_CONCURRENCY ?? '1000'),
-  pollInterval: Number(process.env.BENCH_DROVER_POLL_MS ?? '1000'),
-  /** Records per caller transaction when enqueueing, and transactions in flight. */
-  enqueueChunk: Number(process.env.BENCH_DROVER_ENQUEUE_CHUNK ?? '500'),
-  enqueueParallel: Number(process.env.BENCH_DROVER_ENQUEUE_PARALLEL ?? '4'),
-  /** Also run (a) and (b) with this many separate drover processes (0: skip). */
-  processes: Number(process.env.BENCH_DROVER_PROCESSES ?? '2'),
+/**
+ * drover runs on `createRuntime({ database, schema, machines })` defaults. The BENCH_DROVER_*
+ * knobs are off unless set; a row that uses one says so in its variant name and settings.
+ */
+const envNumber = (name: string): number | undefined => {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const v = Number(raw);
+  if (!Number.isFinite(v)) throw new Error(`${name} must be a number (got ${raw})`);
+  return v;
 };
 
-export const describeSettings = () =>
-  `batchSize ${droverSettings.batchSize}, concurrency ${droverSettings.concurrency}, pollInterval ${droverSettings.pollInterval} ms, pool 10`;
+/** The runtime options the environment overrides (empty: drover's defaults). */
+export const droverOverrides: Partial<Pick<RuntimeOptions, 'batchSize' | 'concurrency' | 'pollInterval'>> = Object.fromEntries(
+  (
+    [
+      ['batchSize', envNumber('BENCH_DROVER_BATCH')],
+      ['concurrency', envNumber('BENCH_DROVER_CONCURRENCY')],
+      ['pollInterval', envNumber('BENCH_DROVER_POLL_MS')],
+    ] as const
+  ).filter(([, v]) => v !== undefined),
+);
+
+/** How the benchmark itself drives drover (not drover options). */
+export const droverSettings = {
+  /** Records per enqueue call: createMany() items per call; without createMany, records per caller transaction. */
+  enqueueChunk: envNumber('BENCH_DROVER_ENQUEUE_CHUNK') ?? 1000,
+  /** Without createMany: caller transactions in flight while enqueueing. */
+  enqueueParallel: envNumber('BENCH_DROVER_ENQUEUE_PARALLEL') ?? 4,
+  /** Also run (a) and (b) with this many separate drover processes (0, the default: skip). */
+  processes: envNumber('BENCH_DROVER_PROCESSES') ?? 0,
+};
+
+const overrideText = () =>
+  Object.entries(droverOverrides)
+    .map(([k, v]) => `${k} ${v}${k === 'pollInterval' ? ' ms' : ''}`)
+    .join(', ');
+
+/** ' (tuned: batchSize 1000, …)' when an override is set, for variant names; '' on defaults. */
+export const tunedSuffix = () => (Object.keys(droverOverrides).length ? ` (tuned: ${overrideText()})` : '');
+
+/** What drover ran with: its defaults plus whatever the environment overrode. */
+export const describeSettings = () => {
+  const o = overrideText();
+  return `createRuntime() defaults${o ? ` + ${o}` : ''}; pool: pg.Pool max 10 (drover's own size for a connection string)`;
+};
+
+/**
+ * drover's defaults as written in src/runtime/options.ts (read as text, for the report only:
+ * nothing private is called). undefined where the source does not match the pattern.
+ */
+export function sourceDefaults(): { batchSize?: number; concurrency?: number; pollInterval?: string } {
+  let text = '';
+  try {
+    text = readFileSync(fileURLToPath(new URL('../src/runtime/options.ts', import.meta.url)), 'utf8');
+  } catch {
+    return {};
+  }
+  const int = (name: string) => {
+    const m = new RegExp(`positiveInt\\('${name}',\\s*options\\.${name},\\s*(\\d+)\\)`).exec(text);
+    return m ? Number(m[1]) : undefined;
+  };
+  const poll = /options\.pollInterval \?\? '([^']+)'/.exec(text)?.[1];
+  return { batchSize: int('batchSize'), concurrency: int('concurrency'), pollInterval: poll };
+}
+
+/** The concurrency drover runs (b0) with: the override, else its default from options.ts (10 if unreadable). */
+export const droverConcurrency = () => droverOverrides.concurrency ?? sourceDefaults().concurrency ?? 10;
+
+/** (b0) graphile-worker's concurrentJobs: BENCH_B0_CONCURRENCY, else drover's concurrency. */
+export const b0Concurrency = () => Number(process.env.BENCH_B0_CONCURRENCY ?? droverConcurrency());
+
+/** One item of `createMany()`. */
+export interface BulkItem {
+  id?: string;
+  input?: unknown;
+  runAt?: Date | number;
+  priority?: number;
+  uniqueKey?: string;
+}
+type CreateMany = (machine: string, items: readonly BulkItem[], options?: { tx?: CallerTransaction }) => Promise<RecordView[]>;
+
+/**
+ * `rt.createMany`, when this drover has it (it is feature-detected: the bench runs before and
+ * after it landed); BENCH_CREATE_MANY=0 ignores it (the create() loop, for an A/B).
+ */
+export function createManyOf(rt: Runtime): CreateMany | undefined {
+  if (process.env.BENCH_CREATE_MANY === '0') return undefined;
+  const fn = (rt as unknown as { createMany?: unknown }).createMany;
+  return typeof fn === 'function' ? (fn as CreateMany).bind(rt) : undefined;
+}
+
+/** How `enqueue()` creates records with this runtime, for the settings column. */
+export const enqueueText = (rt: Runtime, tx = false) =>
+  createManyOf(rt)
+    ? `enqueue: createMany(), ${droverSettings.enqueueChunk} per call${tx ? ', each in a caller transaction' : ''}`
+    : `enqueue: no createMany(), create() in caller transactions of ${droverSettings.enqueueChunk}, ${droverSettings.enqueueParallel} in flight`;
 
 // (a) the one-step job: its invoked promise resolves at once.
 export const oneStep = defineJob('bench_job', async () => ({ ok: true }));
@@ -95,39 +190,51 @@ const consoleLogger = {
   error: (obj: object, msg?: string) => console.error('drover error:', msg, JSON.stringify(obj)),
 };
 
-/** A runtime with the benchmark's settings on a timed pool; `extra` adds options (the NATS scenario's `nats`). */
+/**
+ * A runtime on drover's defaults (plus any BENCH_DROVER_* override) on a timed pool; `extra`
+ * adds options (the NATS scenario's `nats` and its own prefix and stream). `allClients`: also
+ * count the statements drover runs inside its transactions (see profiledPool).
+ */
 export async function open(
   schema: string,
   machines: DurableMachine[],
   extra: Partial<RuntimeOptions> = {},
+  allClients = false,
 ): Promise<{ rt: Runtime; profile: ProfiledPool }> {
-  const profile = profiledPool(schema);
+  const profile = profiledPool(schema, 10, { allClients });
   const rt = await createRuntime({
     database: profile.pool,
     schema,
     machines,
-    batchSize: droverSettings.batchSize,
-    concurrency: droverSettings.concurrency,
-    pollInterval: droverSettings.pollInterval,
-    logger: process.env.BENCH_LOG === '1' ? consoleLogger : undefined,
+    ...(process.env.BENCH_LOG === '1' ? { logger: consoleLogger } : {}),
+    ...droverOverrides,
     ...extra,
   });
   return { rt, profile };
 }
 
 /**
- * Creates `n` records before any worker runs. drover has no bulk create, so records are
- * created in caller transactions (`create(..., { tx })`) of `enqueueChunk` records, with
- * `enqueueParallel` transactions in flight: one round trip per record, one commit per chunk.
+ * Creates `n` records before any worker runs: `createMany()` in calls of `enqueueChunk` items,
+ * one call at a time (with `tx`, each call in a caller transaction of its own). A drover
+ * without createMany: `create(..., { tx })` in caller transactions of `enqueueChunk` records,
+ * `enqueueParallel` transactions in flight (one round trip per record, one commit per chunk).
  */
-export async function enqueue(rt: Runtime, profile: ProfiledPool, machine: string, n: number, input: (i: number) => unknown): Promise<void> {
+export async function enqueue(
+  rt: Runtime,
+  profile: ProfiledPool,
+  machine: string,
+  n: number,
+  input: (i: number) => unknown,
+  options: { tx?: boolean; id?: (i: number) => string } = {},
+): Promise<void> {
   const chunk = droverSettings.enqueueChunk;
   const chunks = Math.ceil(n / chunk);
-  await parallelFor(chunks, droverSettings.enqueueParallel, async (c) => {
+  const id = options.id ?? ((i: number) => `r${i}`);
+  const inTx = async (fn: (client: pg.PoolClient) => Promise<void>) => {
     const client = await profile.pool.connect();
     try {
       await client.query('BEGIN');
-      for (let i = c * chunk; i < Math.min(n, (c + 1) * chunk); i++) await rt.create(machine, { id: `r${i}`, input: input(i), tx: client });
+      await fn(client);
       await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK');
@@ -135,11 +242,26 @@ export async function enqueue(rt: Runtime, profile: ProfiledPool, machine: strin
     } finally {
       client.release();
     }
-  });
+  };
+  const createMany = createManyOf(rt);
+  if (createMany) {
+    for (let c = 0; c < chunks; c++) {
+      const items: BulkItem[] = [];
+      for (let i = c * chunk; i < Math.min(n, (c + 1) * chunk); i++) items.push({ id: id(i), input: input(i) });
+      if (options.tx) await inTx((client) => createMany(machine, items, { tx: client }).then(() => {}));
+      else await createMany(machine, items);
+    }
+    return;
+  }
+  await parallelFor(chunks, droverSettings.enqueueParallel, (c) =>
+    inTx(async (client) => {
+      for (let i = c * chunk; i < Math.min(n, (c + 1) * chunk); i++) await rt.create(machine, { id: id(i), input: input(i), tx: client });
+    }),
+  );
 }
 
 async function throughput(
-  scenario: 'a' | 'b',
+  scenario: 'a' | 'b' | 'b0',
   machine: DurableMachine,
   n: number,
   stepsPerItem: number,
@@ -151,8 +273,8 @@ async function throughput(
   const result: ThroughputResult = {
     scenario,
     system: 'drover',
-    variant: (scenario === 'a' ? 'defineJob' : '3-state machine') + (processes > 0 ? `, ${processes} processes` : ''),
-    settings: describeSettings(),
+    variant: (scenario === 'a' ? 'defineJob' : '3-state machine') + (processes > 0 ? `, ${processes} processes` : '') + tunedSuffix(),
+    settings: `${describeSettings()}; ${enqueueText(rt)}`,
     items: n,
     stepsPerItem,
     enqueueMs: 0,
@@ -165,7 +287,7 @@ async function throughput(
     await analyze(schema);
     if (processes > 0) {
       // `rt` stays a client; the work is done by separate drover processes.
-      Object.assign(result, await processInChildren(schema, scenario, n, processes));
+      Object.assign(result, await processInChildren(schema, scenario === 'a' ? 'a' : 'b', n, processes));
     } else {
       const done = new Countdown(n);
       rt.subscribe({ machine: machine.name, to: 'done' }, () => done.tick());
@@ -196,8 +318,9 @@ async function throughput(
 /** (a) `config.jobs` one-step jobs. */
 export const droverJobs = (n = config.jobs, processes = 0) => throughput('a', oneStep, n, 1, (i) => ({ i }), processes);
 
-/** (b) `config.chains` records through s1 → s2 → s3 → done: three durable steps each. */
-export const droverChains = (n = config.chains, processes = 0) => throughput('b', chain, n, 3, (i) => ({ n: i }), processes);
+/** (b) and (b0) `config.chains` records through s1 → s2 → s3 → done: three durable steps each. */
+export const droverChains = (n = config.chains, processes = 0, scenario: 'b' | 'b0' = 'b') =>
+  throughput(scenario, chain, n, 3, (i) => ({ n: i }), processes);
 
 /**
  * (c) Latency, three ways, on one idle runtime:
@@ -214,6 +337,7 @@ export async function droverLatency(): Promise<LatencyResult[]> {
   const n = config.latencyEvents;
   const results: LatencyResult[] = [];
   const base = { scenario: 'c' as const, system: 'drover', settings: describeSettings() };
+  const tuned = tunedSuffix();
   try {
     await parallelFor(n, 8, async (i) => {
       await rt.create('bench_wait', { id: `w${i}`, input: { key: `w${i}` } });
@@ -247,7 +371,7 @@ export async function droverLatency(): Promise<LatencyResult[]> {
       const fmt = (v: number) => v.toFixed(1);
       results.push({
         ...base,
-        variant,
+        variant: variant + tuned,
         samples,
         callMs,
         notes: [

@@ -4,6 +4,7 @@ import { Logger, makeWorkerUtils, type RunnerOptions, run, type TaskList, type W
 import {
   admin,
   analyze,
+  type BulkResult,
   Countdown,
   config,
   coresSince,
@@ -144,7 +145,52 @@ async function throughput(scenario: 'a' | 'b', v: GraphileVariant, size?: number
 }
 
 export const graphileJobs = (v: GraphileVariant, n?: number) => throughput('a', v, n);
-export const graphileChains = (v: GraphileVariant, n?: number) => throughput('b', v, n);
+export const graphileChains = (v: GraphileVariant, n?: number, scenario: 'b' | 'b0' = 'b') =>
+  throughput('b', v, n).then((r) => ({ ...r, scenario }));
+
+/**
+ * (b0) graphile-worker at drover's default concurrency: `concurrency` (concurrentJobs) from
+ * BENCH_B0_CONCURRENCY (default: drover's), localQueue 500, completeJobBatchDelay off (its default).
+ */
+export const graphileB0Variant = (concurrency: number): GraphileVariant => ({
+  name: `concurrentJobs ${concurrency}, localQueue 500`,
+  concurrency,
+  localQueue: 500,
+  completeDelay: -1,
+});
+
+/** (e) `n` jobs added with WorkerUtils.addJobs, `perCall` per call (no worker running). */
+export async function graphileBulk(n: number, perCall: number): Promise<BulkResult> {
+  const schema = schemaName('gw');
+  const result: BulkResult = {
+    scenario: 'e',
+    system: 'graphile-worker',
+    variant: perCall >= n ? `addJobs(), ${n} in one call` : `addJobs(), ${perCall} per call`,
+    settings: 'WorkerUtils, its default pool',
+    items: n,
+    perCall,
+    runMs: 0,
+  };
+  const utils = await utilities(schema);
+  try {
+    const t0 = now();
+    for (let i = 0; i < n; i += perCall) {
+      const specs = [];
+      for (let j = i; j < Math.min(n, i + perCall); j++) specs.push({ identifier: 'job', payload: { n: j } });
+      await utils.addJobs(specs);
+    }
+    result.runMs = now() - t0;
+    const found = await remaining(schema);
+    if (found !== n) throw new Error(`expected ${n} jobs, found ${found}`);
+  } catch (err) {
+    result.error = errorText(err);
+  } finally {
+    await utils.release();
+    await dropSchema(schema);
+    await settle();
+  }
+  return result;
+}
 
 /** (c) `WorkerUtils.addJob` (its own pool, so the runner learns of the job by NOTIFY) → task start. */
 export async function graphileLatency(v: GraphileVariant): Promise<LatencyResult> {

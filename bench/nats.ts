@@ -32,11 +32,11 @@ import {
   until,
   within,
 } from './common.js';
-import { chain, describeSettings, enqueue, open } from './drover.js';
+import { chain, describeSettings, enqueue, open, tunedSuffix } from './drover.js';
 import type { ProfiledPool } from './profile.js';
 
-/** The relay's look interval when no commit wakes it (drover's default). */
-const relayInterval = process.env.BENCH_RELAY_INTERVAL ?? '1s';
+/** The relay's look interval when no commit wakes it: drover's default (1s) unless BENCH_RELAY_INTERVAL is set. */
+const relayInterval = process.env.BENCH_RELAY_INTERVAL;
 
 // The latency machine: one event, one step, no invocation.
 const toggle = durable(
@@ -55,8 +55,19 @@ function uniqueNats(): { natsPrefix: string; stream: { name: string } } {
   return { natsPrefix: `bench${tag}`, stream: { name: `BENCH${tag}` } };
 }
 
-const settingsOf = (bus: NatsBusKind) =>
-  `${describeSettings()}${bus === 'NATS JetStream' ? `, relayInterval ${relayInterval} (woken by each commit), relay batch 256` : ''}`;
+/** What a row changed from drover's defaults, for its label ('' on defaults). */
+const tunedOf = (bus: NatsBusKind) => {
+  const t = tunedSuffix();
+  if (bus !== 'NATS JetStream' || !relayInterval) return t;
+  return t ? t.replace(/\)$/, `, relayInterval ${relayInterval})`) : ` (tuned: relayInterval ${relayInterval})`;
+};
+
+const settingsOf = (bus: NatsBusKind, enqueues = false) =>
+  `${describeSettings()}${
+    bus === 'NATS JetStream'
+      ? ` + nats, a natsPrefix and stream of the run's own${relayInterval ? `, relayInterval ${relayInterval}` : ''} (the relay is woken by each commit; relay batch 256)`
+      : ''
+  }${enqueues ? '; enqueue: createMany() in caller transactions of 1000 when available, else create() in caller transactions' : ''}`;
 
 /**
  * A runtime on the given bus. With NATS the stream is created here, before drover's own
@@ -86,7 +97,7 @@ async function openOn(
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
     });
-    const extra: Partial<RuntimeOptions> = { nats: NATS_URL, ...ids, relayInterval };
+    const extra: Partial<RuntimeOptions> = { nats: NATS_URL, ...ids, ...(relayInterval ? { relayInterval } : {}) };
     const { rt, profile } = await open(schema, [machine], extra);
     return { rt, profile, extra, cleanup };
   } catch (err) {
@@ -144,6 +155,7 @@ export async function natsLatency(bus: NatsBusKind): Promise<NatsLatencyResult> 
     kind: 'latency',
     system: 'drover',
     variant: bus,
+    tuned: tunedOf(bus),
     settings: settingsOf(bus),
     samples: [],
     sendToReceived: [],
@@ -206,7 +218,8 @@ export async function natsThroughput(bus: NatsBusKind, n = config.chains): Promi
     kind: 'throughput',
     system: 'drover',
     variant: bus,
-    settings: settingsOf(bus),
+    tuned: tunedOf(bus),
+    settings: settingsOf(bus, true),
     items: n,
     stepsPerItem: 3,
     enqueueMs: 0,
@@ -242,7 +255,8 @@ export async function natsThroughput(bus: NatsBusKind, n = config.chains): Promi
     try {
       await relayOnly?.start();
       const t0 = now();
-      await enqueue(rt, profile, chain.name, n, (i) => ({ n: i }));
+      // In caller transactions, as before createMany: the in-process bus does not carry those creations.
+      await enqueue(rt, profile, chain.name, n, (i) => ({ n: i }), { tx: true });
       result.enqueueMs = now() - t0;
       if (relayOnly) {
         await until(async () => (await count(unpublished)) === 0 && seen.size >= n, config.timeoutMs, `(n) ${bus}: creations published`);

@@ -4,6 +4,7 @@ import { PgBoss, type WorkOptions } from 'pg-boss';
 import {
   admin,
   analyze,
+  type BulkResult,
   Countdown,
   config,
   coresSince,
@@ -139,7 +140,41 @@ async function throughput(scenario: 'a' | 'b', v: BossVariant, size?: number): P
 }
 
 export const bossJobs = (v: BossVariant, n?: number) => throughput('a', v, n);
-export const bossChains = (v: BossVariant, n?: number) => throughput('b', v, n);
+export const bossChains = (v: BossVariant, n?: number, scenario: 'b' | 'b0' = 'b') =>
+  throughput('b', v, n).then((r) => ({ ...r, scenario }));
+
+/** (e) `n` jobs inserted with `insert()`, `perCall` per call (no worker running). */
+export async function bossBulk(n: number, perCall: number): Promise<BulkResult> {
+  const schema = schemaName('boss');
+  const result: BulkResult = {
+    scenario: 'e',
+    system: 'pg-boss',
+    variant: perCall >= n ? `insert(), ${n} in one call` : `insert(), ${perCall} per call`,
+    settings: 'queue notify + useListenNotify, pool 10',
+    items: n,
+    perCall,
+    runMs: 0,
+  };
+  const boss = await openBoss(schema, ['job']);
+  try {
+    const t0 = now();
+    for (let i = 0; i < n; i += perCall) {
+      const jobs = [];
+      for (let j = i; j < Math.min(n, i + perCall); j++) jobs.push({ data: { n: j } });
+      await boss.insert('job', jobs);
+    }
+    result.runMs = now() - t0;
+    const found = await remaining(schema);
+    if (found !== n) throw new Error(`expected ${n} jobs, found ${found}`);
+  } catch (err) {
+    result.error = errorText(err);
+  } finally {
+    await boss.stop({ graceful: true, timeout: 5000 }).catch(() => {});
+    await dropSchema(schema);
+    await settle();
+  }
+  return result;
+}
 
 /** (c) `send()` → handler start, woken by the queue's NOTIFY. */
 export async function bossLatency(v: BossVariant): Promise<LatencyResult> {

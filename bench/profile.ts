@@ -1,9 +1,12 @@
 // A pg.Pool that times every statement drover sends through it, by statement name.
 // drover takes a caller's pool (`createRuntime({ database: pool })`), so this needs no change
-// in src: the pool's `query` is wrapped, and statements are named by matching their text
-// against drover's own statement table.
+// in src: the pool's `query` is wrapped (and, with `allClients`, every checked-out client's
+// too), and statements are named by matching their text against drover's own statement
+// tables (data path, supervisor, residency).
 import pg from 'pg';
 import { createQueries } from '../src/db/queries.js';
+import { createResidencyQueries } from '../src/db/residency-queries.js';
+import { createSupervisorQueries } from '../src/db/supervisor-queries.js';
 import { AbTester } from './abtest.js';
 import { DATABASE_URL, now } from './common.js';
 
@@ -25,8 +28,13 @@ export interface ProfiledPool {
   report(wallMs: number): string[];
 }
 
-/** A pool for drover with statement timing. `max` is drover's own default (10). */
-export function profiledPool(schema: string, max = 10): ProfiledPool {
+/**
+ * A pool for drover with statement timing. `max` is drover's own default (10). By default only
+ * `pool.query` is timed (drover's single statements); with `allClients` the statements drover
+ * runs on a checked-out client (its transactions: BEGIN, the statements, COMMIT; LISTEN) count
+ * too, so that the profile holds every statement the pool ran.
+ */
+export function profiledPool(schema: string, max = 10, options: { allClients?: boolean } = {}): ProfiledPool {
   const pool = new pg.Pool({ connectionString: DATABASE_URL, max });
   pool.on('error', () => {});
   const explainMs = process.env.BENCH_AUTO_EXPLAIN_MS;
@@ -41,25 +49,49 @@ export function profiledPool(schema: string, max = 10): ProfiledPool {
   const names = new Map<string, string>();
   // With NATS (scenario n) the statements that write transitions leave them in the outbox: their text differs.
   for (const outbox of [false, true]) for (const [name, text] of Object.entries(createQueries(schema, { outbox }).sql)) names.set(text, name);
+  const more: Array<[string, Record<string, unknown>]> = [
+    ['supervisor', createSupervisorQueries(schema)],
+    ['residency', createResidencyQueries(schema)],
+  ];
+  for (const [group, table] of more) for (const [name, text] of Object.entries(table)) if (typeof text === 'string') names.set(text, `${group}: ${name}`);
   const stats = new Map<string, Stat>();
   const label = (text: string) => names.get(text) ?? `other: ${text.replace(/\s+/g, ' ').trim().slice(0, 40)}`;
   const original = pool.query.bind(pool) as (text: string, params?: unknown[]) => Promise<pg.QueryResult>;
   const ab = process.env.BENCH_AB === '1' ? new AbTester(Number(process.env.BENCH_AB_MIN_ROWS ?? '100')) : undefined;
+  const note = (name: string, dt: number, rows: number) => {
+    const s = stats.get(name) ?? { calls: 0, ms: 0, rows: 0, max: 0 };
+    s.calls += 1;
+    s.ms += dt;
+    s.rows += rows;
+    s.max = Math.max(s.max, dt);
+    stats.set(name, s);
+  };
   const timed = async (text: string, params?: unknown[]) => {
     const name = label(text);
     if (ab?.wants(name, params)) await ab.run(name, text, params).catch((err) => console.error(`A/B of ${name} failed: ${err.message}`));
     const t0 = now();
     const res = await original(text, params);
-    const dt = now() - t0;
-    const s = stats.get(name) ?? { calls: 0, ms: 0, rows: 0, max: 0 };
-    s.calls += 1;
-    s.ms += dt;
-    s.rows += res.rowCount ?? 0;
-    s.max = Math.max(s.max, dt);
-    stats.set(name, s);
+    note(name, now() - t0, res.rowCount ?? 0);
     return res;
   };
   (pool as unknown as { query: typeof timed }).query = timed;
+  if (options.allClients) {
+    // pg.Pool's own query() calls client.query(text, values, callback): already timed above.
+    // A promise call on a checked-out client (drover's transactions, LISTEN) is timed here.
+    pool.on('connect', (client) => {
+      const own = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+        if (typeof args[args.length - 1] === 'function' || typeof args[0] !== 'string') return own(...args);
+        const text = args[0];
+        const t0 = now();
+        const out = own(...args) as Promise<pg.QueryResult>;
+        return out.then((res) => {
+          note(label(text), now() - t0, res?.rowCount ?? 0);
+          return res;
+        });
+      };
+    });
+  }
   return {
     pool,
     stats,

@@ -1,25 +1,58 @@
 // `npm run bench`: drover, graphile-worker and pg-boss side by side on one PostgreSQL.
-//   BENCH_SCALE=0.1          smaller runs for a quick check (default 1: 20k jobs, 5k chains, 200 events)
-//   BENCH_ONLY=a,b           scenarios to run (a: one-step jobs, b: three-step chains, c: latency;
-//                            x: the XState step micro-benchmark, no database, only when named;
-//                            o: OpenTelemetry cost per transition, no SDK vs an SDK, no database, only when named;
-//                            n: drover over NATS JetStream against its in-process bus, only when named:
+// drover runs on `createRuntime({ database, schema, machines })` defaults (only its logger, and
+// for (n) `nats` with a prefix and stream of the run's own, are added); a BENCH_DROVER_* knob
+// changes that only when set, and every row it changes says so in its variant name.
+//   BENCH_SCALE=0.1          smaller runs for a quick check (default 1: 20k jobs, 5k chains, 200 events,
+//                            500 timers, 20k bulk records, 100k idle records)
+//   BENCH_ONLY=a,b,b0,c      scenarios to run (that list is the default):
+//                            a: one-step jobs; b: three-step chains; c: enqueue → start latency;
+//                            b0: (b)'s chains, drover on defaults against graphile-worker at drover's default
+//                                concurrency (BENCH_B0_CONCURRENCY, default 10 as in src/runtime/options.ts) with
+//                                localQueue 500, and pg-boss batched; target drover ≥ 3× graphile-worker;
+//                            only when named:
+//                            t: drover timers, `after` delays 100–3000 ms from context: lateness p50/p99/max/min,
+//                               one runtime (t1) and a restart after ~1 s (t2); target p99 ≤ 25 ms, never early;
+//                            e: bulk create, createMany() of 20k records in calls of 1,000 and in one call
+//                               (pg-boss insert(), graphile-worker addJobs() alongside); target ≥ 20,000 records/s;
+//                            i: drover idle: 100k waiting records, a default runtime watched for BENCH_IDLE_SECONDS:
+//                               statements per minute by statement, heap; target ~60 claims/min per queue;
+//                            x: the XState step micro-benchmark, no database;
+//                            o: OpenTelemetry cost per transition, no SDK vs an SDK, no database;
+//                            n: drover over NATS JetStream against its in-process bus:
 //                            commit → subscriber latency of (c)'s 200 spaced events, and (b)'s 5k records
-//                            with every transition published through the outbox; drover only)
+//                            with every transition published through the outbox; drover only
 //   BENCH_SYSTEMS=drover,pg-boss   systems to run
-//   BENCH_REPEAT=3           rounds of (a), (b) and (n)'s throughput; the median run of each is reported
+//   BENCH_REPEAT=3           rounds of (a), (b), (b0), (e) and (n)'s throughput; the median run of each is reported
 //   BENCH_OUT=file.md        also write the report there
+//   BENCH_IDLE_SECONDS       (i) how long the idle runtime is watched, default 60 (× BENCH_SCALE, never below 10 s)
+//   BENCH_B0_CONCURRENCY     (b0) graphile-worker's concurrentJobs, default drover's concurrency (10)
 //   DATABASE_URL             default postgres://postgres@127.0.0.1:5432/test
 //   NATS_URL                 (n) default nats://127.0.0.1:4222 (nats-server with JetStream); each run uses
 //                            its own subject prefix and stream, deleted afterwards
-//   BENCH_RELAY_INTERVAL     (n) drover's relayInterval, default 1s (the relay is also woken by each commit)
-// Knobs per system: see drover.ts, graphile.ts and pgboss.ts (BENCH_DROVER_*, BENCH_GW_*, BENCH_BOSS_*).
+//   BENCH_RELAY_INTERVAL     (n) drover's relayInterval; unset: drover's default (1s; the relay is also woken by each commit)
+// drover knobs, all off unless set (drover.ts): BENCH_DROVER_BATCH, BENCH_DROVER_CONCURRENCY, BENCH_DROVER_POLL_MS
+// (runtime options), BENCH_DROVER_PROCESSES (also run (a)/(b) in N processes), BENCH_DROVER_ENQUEUE_CHUNK (items per
+// createMany call, default 1000), BENCH_DROVER_ENQUEUE_PARALLEL (without createMany: transactions in flight, default 4);
+// BENCH_CREATE_MANY=0 enqueues with the create() loop even when createMany() exists (an A/B of the two).
+// Peers' knobs: see graphile.ts and pgboss.ts (BENCH_GW_*, BENCH_BOSS_*).
 import { writeFileSync } from 'node:fs';
-import { admin, config, type NatsBusKind, type NatsThroughputResult, type Result, settle, type ThroughputResult } from './common.js';
-import { droverChains, droverJobs, droverLatency, droverSettings } from './drover.js';
-import { type GraphileVariant, graphileChains, graphileJobs, graphileLatency, graphileVariants } from './graphile.js';
+import { bulkCalls, droverBulk } from './bulk.js';
+import {
+  admin,
+  type BulkResult,
+  config,
+  type NatsBusKind,
+  type NatsThroughputResult,
+  type Result,
+  settle,
+  type ThroughputResult,
+} from './common.js';
+import { b0Concurrency, droverChains, droverJobs, droverLatency, droverSettings } from './drover.js';
+import { type GraphileVariant, graphileB0Variant, graphileBulk, graphileChains, graphileJobs, graphileLatency, graphileVariants } from './graphile.js';
+import { droverIdle } from './idle.js';
 import { natsLatency, natsThroughput } from './nats.js';
-import { type BossVariant, bossChains, bossJobs, bossLatency, bossVariants } from './pgboss.js';
+import { type BossVariant, bossBulk, bossChains, bossJobs, bossLatency, bossVariants } from './pgboss.js';
+import { droverTimers } from './timers.js';
 import { machine, median, report } from './report.js';
 import { otelCost } from './otel.js';
 import { xstateStep } from './xstate-step.js';
@@ -51,9 +84,9 @@ if (process.env.BENCH_WARMUP !== '0') {
   if (want('n', 'drover')) await natsThroughput('NATS JetStream', 300);
 }
 
-// (a) and (b): every configuration once per round, rounds interleaved so that a burst of
-// outside load hits them alike; the report keeps each one's median run and lists them all.
-const tasks: Array<{ what: string; run: () => Promise<ThroughputResult> }> = [];
+// (a), (b), (b0) and (e): every configuration once per round, rounds interleaved so that a burst
+// of outside load hits them alike; the report keeps each one's median run and lists them all.
+const tasks: Array<{ what: string; run: () => Promise<ThroughputResult | BulkResult> }> = [];
 const P = droverSettings.processes;
 for (const scenario of ['a', 'b'] as const) {
   const drover = scenario === 'a' ? droverJobs : droverChains;
@@ -67,12 +100,26 @@ for (const scenario of ['a', 'b'] as const) {
     if (want(scenario, 'pg-boss'))
       tasks.push({ what: `(${scenario}) pg-boss ${v.name}`, run: () => (scenario === 'a' ? bossJobs(v) : bossChains(v)) });
 }
-const runs = tasks.map(() => [] as ThroughputResult[]);
+if (want('b0', 'drover')) tasks.push({ what: '(b0) drover', run: () => droverChains(config.chains, 0, 'b0') });
+if (want('b0', 'graphile-worker')) {
+  const v = graphileB0Variant(b0Concurrency());
+  tasks.push({ what: `(b0) graphile-worker ${v.name}`, run: () => graphileChains(v, config.chains, 'b0') });
+}
+const bossBatched = bossVariants.find((b) => !b.transactional) as BossVariant;
+if (want('b0', 'pg-boss')) tasks.push({ what: `(b0) pg-boss ${bossBatched.name}`, run: () => bossChains(bossBatched, config.chains, 'b0') });
+for (const perCall of bulkCalls()) {
+  if (want('e', 'drover')) tasks.push({ what: `(e) drover createMany, ${perCall} per call`, run: () => droverBulk(config.bulk, perCall) });
+  if (want('e', 'pg-boss')) tasks.push({ what: `(e) pg-boss insert, ${perCall} per call`, run: () => bossBulk(config.bulk, perCall) });
+  if (want('e', 'graphile-worker'))
+    tasks.push({ what: `(e) graphile-worker addJobs, ${perCall} per call`, run: () => graphileBulk(config.bulk, perCall) });
+}
+const runs = tasks.map(() => [] as Array<ThroughputResult | BulkResult>);
 for (let round = 1; round <= config.repeat; round++) {
   for (const [i, task] of tasks.entries()) {
     log(`${task.what}, round ${round}/${config.repeat}…`);
     const r = await task.run();
-    log(`  ${r.error ? `FAILED ${r.error}` : `${Math.round((r.items * 1000) / r.runMs)} items/s`}`);
+    const skipped = 'skipped' in r ? r.skipped : undefined;
+    log(`  ${r.error ? `FAILED ${r.error}` : skipped ? `skipped: ${skipped}` : `${Math.round((r.items * 1000) / r.runMs)} items/s`}`);
     runs[i]?.push(r);
   }
 }
@@ -82,6 +129,9 @@ if (want('c', 'drover')) await step('(c) drover', droverLatency);
 for (const v of graphileVariants) if (want('c', 'graphile-worker')) await step(`(c) graphile-worker ${v.name}`, () => graphileLatency(v));
 for (const v of bossVariants.filter((b) => !b.transactional))
   if (want('c', 'pg-boss')) await step(`(c) pg-boss ${v.name}`, () => bossLatency(v));
+
+if (want('t', 'drover')) await step('(t) drover timers', () => droverTimers());
+if (want('i', 'drover')) await step(`(i) drover idle, ${config.idleRecords} records, ${config.idleSeconds} s`, () => droverIdle());
 
 // (n) drover over NATS and over its in-process bus: latency once each, then the throughput
 // rounds interleaved like (a) and (b), each bus's median round reported.
