@@ -118,8 +118,12 @@ export class QueuePoller {
           }
           probeSpent = true;
         }
-        // A due time passed: a timer or a retry, records or invocations; look at both.
-        if (reason === 'due') this.recordsBehind = this.invocationsBehind = true;
+        // A due time passed: a timer or a retry, records or invocations; look at both. The
+        // wake-up kept only the earliest due time, so once it is handled, ask for the next.
+        if (reason === 'due') {
+          this.recordsBehind = this.invocationsBehind = true;
+          probeSpent = true;
+        }
         const worked = await this.pass();
         failures = 0;
         if (worked) {

@@ -43,14 +43,16 @@ export class WakeUp {
 
   /** Waits until woken, the earliest due time, or `pollMs`. */
   sleep(pollMs: number): Promise<WakeReason> {
+    const now = this.clock.now();
+    // A due time that has passed wins over any other reason: the caller must look at it.
+    if (this.due <= now) {
+      this.pending = false;
+      this.due = Number.POSITIVE_INFINITY;
+      return Promise.resolve('due');
+    }
     if (this.pending) {
       this.pending = false;
       return Promise.resolve('woken');
-    }
-    const now = this.clock.now();
-    if (this.due <= now) {
-      this.due = Number.POSITIVE_INFINITY;
-      return Promise.resolve('due');
     }
     return new Promise((resolve) => {
       this.sleeping = { resolve, timer: undefined, until: Number.POSITIVE_INFINITY, poll: true };
@@ -74,7 +76,10 @@ export class WakeUp {
     this.sleeping = undefined;
     this.pending = false;
     if (s.timer !== undefined) this.clock.clearTimeout(s.timer);
-    if (reason === 'due' || this.due <= this.clock.now()) this.due = Number.POSITIVE_INFINITY;
+    // Woken (or polled) at or after the due time: report it as due, or it would be forgotten
+    // with nobody looking at it (seen: a wake-up 1 ms after the due time lost a timer).
+    if (this.due <= this.clock.now()) reason = 'due';
+    if (reason === 'due') this.due = Number.POSITIVE_INFINITY;
     s.resolve(reason);
   }
 }
