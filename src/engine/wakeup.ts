@@ -26,9 +26,12 @@ export class WakeUp {
   /** Work is due at `at` (epoch ms): the sleep ends then, unless something ends it before. */
   wakeAt(at: number): void {
     if (!Number.isFinite(at)) return;
-    if (at <= this.clock.now()) return this.wake();
+    // Kept even when it has passed already (time moves while a probe is out): the sleep then
+    // ends as 'due', so the caller looks at what is due instead of taking it for a bare wake.
     if (at < this.due) this.due = at;
-    if (this.sleeping && at < this.sleeping.until) this.arm(at, false);
+    if (!this.sleeping || at >= this.sleeping.until) return;
+    if (at <= this.clock.now()) this.finish('due');
+    else this.arm(at, false);
   }
 
   /** The earliest due time it knows of (Infinity: none). */

@@ -49,3 +49,17 @@ describe('WakeUp on a test clock', () => {
     expect(await w.sleep(1000)).toBe('due');
   });
 });
+
+describe('WakeUp told of a due time that has just passed', () => {
+  it('ends its next sleep as due, not as a bare wake-up', async () => {
+    // The poller learns the next due time from a query; time moves while it is out, so the
+    // answer may already have passed when it arrives.
+    const clock = new TestClock(1000);
+    const w = new WakeUp(clock);
+    w.wakeAt(999);
+    expect(await w.sleep(1000)).toBe('due');
+    const sleeping = w.sleep(1000);
+    w.wakeAt(1000);
+    expect(await sleeping).toBe('due');
+  });
+});
