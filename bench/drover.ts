@@ -157,8 +157,9 @@ export const chain = durable(
   }),
 );
 
-// (c) the invoked promise notes when it started.
+// (c) the invoked promise notes when it started; the entry action of `work`, when it ran.
 const started = new Map<string, number>();
+const acted = new Map<string, number>();
 const latencyJob = defineJob('bench_latency', async (args: { key: string }) => {
   if (!started.has(args.key)) started.set(args.key, now());
 });
@@ -170,13 +171,18 @@ const waiting = durable(
         if (!started.has(input.key)) started.set(input.key, now());
       }),
     },
+    actions: {
+      noteActed: ({ context }) => {
+        if (!acted.has(context.key)) acted.set(context.key, now());
+      },
+    },
   }).createMachine({
     id: 'bench_wait',
     initial: 'idle',
     context: ({ input }) => ({ key: input.key }),
     states: {
       idle: { on: { go: 'work' } },
-      work: { invoke: { src: 'work', input: ({ context }) => ({ key: context.key }), onDone: 'done' } },
+      work: { entry: 'noteActed', invoke: { src: 'work', input: ({ context }) => ({ key: context.key }), onDone: 'done' } },
       done: { type: 'final' },
     },
   }),
@@ -341,11 +347,12 @@ export async function droverLatency(): Promise<LatencyResult[]> {
   try {
     await parallelFor(n, 8, async (i) => {
       await rt.create('bench_wait', { id: `w${i}`, input: { key: `w${i}` } });
+      await rt.create('bench_wait', { id: `a${i}`, input: { key: `a${i}` } });
     });
     await analyze(schema);
     await rt.start();
     await sleep(500);
-    const run = async (variant: string, fire: (i: number) => Promise<void>, prefix: string) => {
+    const run = async (variant: string, fire: (i: number) => Promise<void>, prefix: string, at: Map<string, number> = started) => {
       const t0 = new Map<string, number>();
       const doneAt = new Map<string, number>();
       const unsubscribe = rt.subscribe({ to: 'done' }, (t) => {
@@ -366,7 +373,7 @@ export async function droverLatency(): Promise<LatencyResult[]> {
         `drover latency ${variant}`,
       );
       unsubscribe();
-      const samples = keys.map((k) => (started.get(k) as number) - (t0.get(k) as number)).sort((a, b) => a - b);
+      const samples = keys.map((k) => (at.get(k) as number) - (t0.get(k) as number)).sort((a, b) => a - b);
       const toDone = keys.map((k) => (doneAt.get(k) as number) - (t0.get(k) as number)).sort((a, b) => a - b);
       const fmt = (v: number) => v.toFixed(1);
       results.push({
@@ -402,6 +409,14 @@ export async function droverLatency(): Promise<LatencyResult[]> {
         await rt.send('bench_wait', `w${i}`, { type: 'go' });
       },
       'w',
+    );
+    await run(
+      "send() → the transition's action runs",
+      async (i) => {
+        await rt.send('bench_wait', `a${i}`, { type: 'go' });
+      },
+      'a',
+      acted,
     );
   } catch (err) {
     results.push({ ...base, variant: 'latency', samples: [], callMs: [], error: errorText(err) });
