@@ -10,7 +10,7 @@ export const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const scale = Number(process.env.BENCH_SCALE ?? '1');
 if (!Number.isFinite(scale) || scale <= 0) throw new Error(`BENCH_SCALE must be a positive number (got ${process.env.BENCH_SCALE})`);
 
-const only = (process.env.BENCH_ONLY ?? 'a,b,b0,c')
+const only = (process.env.BENCH_ONLY ?? 'a,b,b0,c,t,e,i')
   .split(',')
   .map((s) => s.trim().toLowerCase())
   .filter(Boolean);

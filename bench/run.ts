@@ -4,18 +4,18 @@
 // changes that only when set, and every row it changes says so in its variant name.
 //   BENCH_SCALE=0.1          smaller runs for a quick check (default 1: 20k jobs, 5k chains, 200 events,
 //                            500 timers, 20k bulk records, 100k idle records)
-//   BENCH_ONLY=a,b,b0,c      scenarios to run (that list is the default):
+//   BENCH_ONLY=a,b,b0,c,t,e,i   scenarios to run (that list is the default, ~6 minutes at scale 1):
 //                            a: one-step jobs; b: three-step chains; c: enqueue → start latency;
 //                            b0: (b)'s chains, drover on defaults against graphile-worker at drover's default
 //                                concurrency (BENCH_B0_CONCURRENCY, default 10 as in src/runtime/options.ts) with
 //                                localQueue 500, and pg-boss batched; target drover ≥ 3× graphile-worker;
-//                            only when named:
 //                            t: drover timers, `after` delays 100–3000 ms from context: lateness p50/p99/max/min,
 //                               one runtime (t1) and a restart after ~1 s (t2); target p99 ≤ 25 ms, never early;
 //                            e: bulk create, createMany() of 20k records in calls of 1,000 and in one call
 //                               (pg-boss insert(), graphile-worker addJobs() alongside); target ≥ 20,000 records/s;
 //                            i: drover idle: 100k waiting records, a default runtime watched for BENCH_IDLE_SECONDS:
 //                               statements per minute by statement, heap; target ~60 claims/min per queue;
+//                            only when named:
 //                            x: the XState step micro-benchmark, no database;
 //                            o: OpenTelemetry cost per transition, no SDK vs an SDK, no database;
 //                            n: drover over NATS JetStream against its in-process bus:

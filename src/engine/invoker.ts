@@ -39,7 +39,7 @@ export interface InvokerHooks {
 
 /**
  * Runs invoked promise actors outside any record step. At most `concurrency` run at once;
- * up to `batchSize` more that this node holds (claimed, or spawned by its own steps) wait in
+ * up to twice `batchSize` more that this node holds (claimed, or spawned by its own steps) wait in
  * a local queue for a slot, so a slot that frees is filled at once, without a claim. Each
  * held invocation has its own lease, renewed by a heartbeat; its result goes back to the
  * record (fused into a step, or as an inbox event `xstate.done.actor.<id>` /
@@ -66,7 +66,7 @@ export class Invoker {
 
   /** How many invocations this node holds at most: running, waiting for a slot, or reserved by a step in flight. */
   private get capacity(): number {
-    return this.ctx.concurrency + this.ctx.batchSize;
+    return this.ctx.concurrency + 2 * this.ctx.batchSize;
   }
 
   /** How many more invocations this node can take on (claim, or own when its steps spawn them). */

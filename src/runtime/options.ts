@@ -49,7 +49,7 @@ export interface RuntimeOptions {
   clock?: Clock;
   /** The safety net: how often an idle poller asks when work is next due (commits, NOTIFY, freed room and local timers wake it at once). Default 1s. */
   pollInterval?: Duration;
-  /** Records claimed and persisted per batch, and invocations a node holds beyond `concurrency`. Default 100. */
+  /** Records claimed and persisted per batch; a node also holds up to twice this many invocations beyond `concurrency`. Default 100. */
   batchSize?: number;
   /** Invoked promises running at once on this node. Default 10. */
   concurrency?: number;
