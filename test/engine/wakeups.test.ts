@@ -64,7 +64,7 @@ describe.each(BACKENDS)('engine wake-ups on $name', ({ make }) => {
   let client: Runtime;
   beforeAll(async () => {
     backend = await make();
-    // Room for one running and one waiting invocation: a third must be claimed when room frees.
+    // Room for one running and two waiting invocations: a fourth must be claimed when room frees.
     worker = await createRuntime({
       database: backend.database,
       schema: backend.schema,
@@ -85,18 +85,17 @@ describe.each(BACKENDS)('engine wake-ups on $name', ({ make }) => {
 
   it('an invocation that finishes frees a slot: the one left in the database is claimed at once', async () => {
     gates.clear();
-    for (const key of ['a', 'b', 'c']) await worker.create('held', { id: key, input: { key } });
-    // One runs; one waits for a slot on this node; the third is left unclaimed (no room).
+    for (const key of ['a', 'b', 'c', 'd']) await worker.create('held', { id: key, input: { key } });
+    // One runs; two wait for a slot on this node; the fourth is left unclaimed (no room).
     await expect.poll(() => gates.size, { timeout: 5000 }).toBe(1);
-    const unclaimed = await backend.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM "${backend.schema}".invocations WHERE locked_by IS NULL`,
-    );
-    expect(unclaimed[0]?.n).toBe(1);
-    for (let i = 0; i < 3; i++) {
+    const unclaimed = async () =>
+      (await backend.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${backend.schema}".invocations WHERE locked_by IS NULL`))[0]?.n;
+    await expect.poll(unclaimed, { timeout: 5000 }).toBe(1);
+    for (let i = 0; i < 4; i++) {
       await expect.poll(() => gates.size, { timeout: 5000 }).toBe(i + 1);
       for (const g of gates.values()) g.open();
     }
-    for (const key of ['a', 'b', 'c']) await worker.waitFor('held', key, { status: 'done' }, { timeoutMs: 5000 });
+    for (const key of ['a', 'b', 'c', 'd']) await worker.waitFor('held', key, { status: 'done' }, { timeoutMs: 5000 });
   });
 
   it('a timer fires at its wake_at from a local timer, not at the next poll', async () => {
