@@ -110,13 +110,15 @@ export class QueuePoller {
       try {
         if (reason === 'poll') {
           probesInARow += 1;
-          if (!(await this.anythingDue())) {
+          const due = await this.anythingDue();
+          if (due === 'nothing') {
             probeSpent = false;
             probesInARow = 0;
             reason = await this.wakeup.sleep(this.ctx.pollIntervalMs);
             continue;
           }
-          probeSpent = true;
+          // Due invocations need no second probe: freed room and full claims keep finding them.
+          probeSpent = due === 'records';
         }
         // A due time passed: a timer or a retry, records or invocations; look at both. The
         // wake-up kept only the earliest due time, so once it is handled, ask for the next.
@@ -154,25 +156,28 @@ export class QueuePoller {
   }
 
   /**
-   * The idle poll, one query: is anything due now? If not, the wake-up is armed at the
-   * earliest due time found, so it fires on time without another poll.
+   * The idle poll, one query: is anything due now, records or invocations? What is due later
+   * arms the wake-up at its time, so it fires on time without another poll.
    */
-  private async anythingDue(): Promise<boolean> {
+  private async anythingDue(): Promise<'nothing' | 'records' | 'invocations'> {
     const { ctx } = this;
     this.wakeup.forgetDue();
     const now = ctx.clock.now();
     const { instanceAt, invocationAt } = await ctx.queries.nextDue(ctx.db, { queue: this.queue, now: new Date(now) });
-    let due = false;
+    let due: 'nothing' | 'records' | 'invocations' = 'nothing';
     if (invocationAt !== null) {
       if (invocationAt > now) this.invocationsDue(invocationAt);
       else {
         this.invocationsBehind = true; // with no room now, freed room wakes the poller
-        due = this.invoker.room() > 0;
+        if (this.invoker.room() > 0) due = 'invocations';
       }
     }
     if (instanceAt !== null) {
       if (instanceAt > now) this.wakeup.wakeAt(instanceAt);
-      else due = this.recordsBehind = true;
+      else {
+        this.recordsBehind = true;
+        due = 'records';
+      }
     }
     return due;
   }
