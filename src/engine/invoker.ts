@@ -129,8 +129,15 @@ export class Invoker {
   start(row: InvocationRow, queue: string, fromReservation = false): void {
     if (fromReservation) this.reserved = Math.max(0, this.reserved - 1);
     const key = keyOf(row.machine, row.instance_id, row.invoke_id);
+    // A newer start of the same invocation (the record entered the state again) replaces one
+    // still waiting here.
+    const waiting = this.waiting.get(key);
+    if (waiting) {
+      this.waiting.delete(key);
+      this.track(waiting.row, -1);
+    }
     if (this.running.size >= this.ctx.concurrency && !this.running.has(key)) {
-      if (!this.waiting.delete(key)) this.track(row, 1);
+      this.track(row, 1);
       this.waiting.set(key, { row, queue });
       return;
     }
