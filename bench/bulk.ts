@@ -2,8 +2,8 @@
 // runtime that is never started (a client: nothing runs them), in calls of 1,000 items and in
 // one call of all of them; the peers' bulk inserts of the same number of jobs alongside
 // (pg-boss insert(), graphile-worker addJobs()). Only the calls are timed.
-import { admin, type BulkResult, config, dropSchema, errorText, now, schemaName, settle } from './common.js';
-import { type BulkItem, createManyOf, describeSettings, oneStep, open, tunedSuffix } from './drover.js';
+import { admin, type BulkResult, config, errorText, now, schemaName } from './common.js';
+import { type BulkItem, closeRun, createManyOf, describeSettings, oneStep, open, tunedSuffix } from './drover.js';
 
 /** (e) drover: `n` records of the one-step job in createMany() calls of `perCall` items. */
 export async function droverBulk(n: number, perCall: number): Promise<BulkResult> {
@@ -40,10 +40,7 @@ export async function droverBulk(n: number, perCall: number): Promise<BulkResult
   } catch (err) {
     result.error = errorText(err);
   } finally {
-    await rt.stop().catch(() => {});
-    await profile.close();
-    await dropSchema(schema);
-    await settle();
+    await closeRun(rt, profile, schema);
   }
   return result;
 }

@@ -219,6 +219,14 @@ export async function open(
   return { rt, profile };
 }
 
+/** After a drover run: its runtime stopped, its timed pool closed, its schema dropped, the server settled. */
+export async function closeRun(rt: Runtime, profile: ProfiledPool, schema: string): Promise<void> {
+  await rt.stop().catch(() => {});
+  await profile.close();
+  await dropSchema(schema);
+  await settle();
+}
+
 /**
  * Creates `n` records before any worker runs: `createMany()` in calls of `enqueueChunk` items,
  * one call at a time (with `tx`, each call in a caller transaction of its own). A drover
@@ -313,10 +321,7 @@ async function throughput(
   } catch (err) {
     result.error = errorText(err);
   } finally {
-    await rt.stop().catch(() => {});
-    await profile.close();
-    await dropSchema(schema);
-    await settle();
+    await closeRun(rt, profile, schema);
   }
   return result;
 }

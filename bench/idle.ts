@@ -8,8 +8,8 @@ import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
 import { setup } from 'xstate';
 import { durable, parseDuration } from '../src/index.js';
-import { analyze, config, coresSince, cpuMark, dropSchema, errorText, type IdleResult, now, schemaName, settle, sleep } from './common.js';
-import { describeSettings, droverOverrides, enqueue, enqueueText, open, sourceDefaults, tunedSuffix } from './drover.js';
+import { analyze, config, coresSince, cpuMark, errorText, type IdleResult, now, schemaName, sleep } from './common.js';
+import { closeRun, describeSettings, droverOverrides, enqueue, enqueueText, open, sourceDefaults, tunedSuffix } from './drover.js';
 
 export const idleMachine = durable(
   setup({ types: { events: {} as { type: 'go' } } }).createMachine({
@@ -81,10 +81,7 @@ export async function droverIdle(n = config.idleRecords, seconds = config.idleSe
   } catch (err) {
     result.error = errorText(err);
   } finally {
-    await rt.stop().catch(() => {});
-    await profile.close();
-    await dropSchema(schema);
-    await settle();
+    await closeRun(rt, profile, schema);
   }
   return result;
 }

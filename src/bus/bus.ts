@@ -1,4 +1,5 @@
 import type { EventObject } from 'xstate';
+import type { SlaBreach } from '../otel/sla.js';
 import type { RecordStatus, TransitionRow } from '../record/step.js';
 import type { ControlOp } from '../supervisor/control.js';
 
@@ -53,15 +54,7 @@ export type Unsubscribe = (() => void) & { ready: Promise<void> };
 export type { ControlOp } from '../supervisor/control.js';
 
 /** An SLA breach as it is published. */
-export interface Breach {
-  machine: string;
-  version: number;
-  id: string;
-  state: string;
-  enteredAt: Date;
-  slaMs: number;
-  breachedAt: Date;
-}
+export type Breach = SlaBreach;
 
 /** What a bus calls back into the runtime with, once started. */
 export interface BusHandlers {
