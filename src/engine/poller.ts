@@ -53,7 +53,6 @@ export class QueuePoller {
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.steps.reopen();
     this.loop = this.run();
   }
 

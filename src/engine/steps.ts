@@ -8,9 +8,6 @@ import type { EngineContext } from './context.js';
 import type { Invoker } from './invoker.js';
 import { type CachedRecord, type PendingStep, type RawRecord, recordKey, reviveEvent, type StepTarget, toRecordState } from './records.js';
 
-/** Batches of fused results being written at once (each of other records). */
-const FUSE_PERSISTS_IN_FLIGHT = 2;
-
 /** What the step writer tells its poller after a commit. */
 export interface StepHooks {
   /** A committed record is due again: at `at` (its next timer), or now (null: newer events came in). */
@@ -30,7 +27,6 @@ export class StepWriter {
   private readonly cache = new Map<string, CachedRecord>();
   private fusePending: Array<{ invocation: InvocationRow; event: Record<string, unknown> }> = [];
   private fusing: Promise<void> | undefined;
-  private open = true;
 
   constructor(
     private readonly ctx: EngineContext,
@@ -39,16 +35,10 @@ export class StepWriter {
     private readonly hooks: StepHooks,
   ) {}
 
-  /** Takes no more results to fuse; resolves when the fused steps in hand are written. */
+  /** Resolves when the fused steps in hand are written (its poller takes no more results first). */
   async close(): Promise<void> {
-    this.open = false;
     while (this.fusing) await this.fusing;
     this.cache.clear();
-  }
-
-  /** Opens it again after {@link close} (a poller that starts again). */
-  reopen(): void {
-    this.open = true;
   }
 
   /**
@@ -58,7 +48,7 @@ export class StepWriter {
    * through the inbox, a claim and a second write. Returns false to use the inbox.
    */
   fuse(invocation: InvocationRow, event: Record<string, unknown>): boolean {
-    if (!this.open || !this.cache.has(recordKey(invocation.machine, invocation.instance_id))) return false;
+    if (!this.cache.has(recordKey(invocation.machine, invocation.instance_id))) return false;
     this.fusePending.push({ invocation, event });
     if (!this.fusing) this.fusing = this.fuseLoop();
     return true;
@@ -97,39 +87,27 @@ export class StepWriter {
     if (this.cache.size > cap) this.cache.delete(this.cache.keys().next().value as string);
   }
 
-  /**
-   * Folds and persists finished invocations' results. Two batches may persist at once (of
-   * different records): while one is written, the results that came in meanwhile are folded
-   * and sent, so neither the database nor this process waits for the other.
-   */
+  /** Folds and persists finished invocations' results, a batch at a time: whatever finished while one was written goes in the next. */
   private async fuseLoop(): Promise<void> {
     const { ctx } = this;
-    const inFlight = new Set<string>();
-    const commits = new Set<Promise<void>>();
-    while (this.fusePending.length > 0 || commits.size > 0) {
-      if (this.fusePending.length === 0 || commits.size >= FUSE_PERSISTS_IN_FLIGHT) {
-        await Promise.race(commits);
-        continue;
-      }
+    while (this.fusePending.length > 0) {
       const batch = this.fusePending;
       this.fusePending = [];
       const now = ctx.clock.now();
       const steps: PendingStep[] = [];
-      const later: typeof batch = [];
-      const keys = new Set<string>();
+      const inBatch = new Set<string>();
       for (const item of batch) {
         const key = recordKey(item.invocation.machine, item.invocation.instance_id);
-        // One step per record at a time: a record in a batch being written waits for its new version.
-        if (keys.has(key) || inFlight.has(key)) {
-          later.push(item);
-          continue;
-        }
         const cached = this.cache.get(key);
         if (!cached) {
           this.invoker.complete(item.invocation, item.event);
           continue;
         }
-        keys.add(key);
+        if (inBatch.has(key)) {
+          this.fusePending.push(item); // one step per record per batch: the next batch sees the new version
+          continue;
+        }
+        inBatch.add(key);
         let record: RecordState;
         try {
           record = cached.record ?? toRecordState(cached.def, cached.raw as RawRecord);
@@ -147,22 +125,13 @@ export class StepWriter {
         step.onDiscard = () => this.invoker.complete(item.invocation, item.event);
         steps.push(step);
       }
-      this.fusePending = later.concat(this.fusePending);
-      if (steps.length === 0) {
-        if (commits.size > 0) await Promise.race(commits);
-        continue;
+      if (steps.length === 0) continue;
+      try {
+        await this.commitSteps(steps, now);
+      } catch (err) {
+        ctx.logger.warn({ err: errorMessage(err), count: steps.length }, 'drover: fused step failed; results go through the inbox');
+        for (const step of steps) step.onDiscard?.();
       }
-      for (const key of keys) inFlight.add(key);
-      const commit: Promise<void> = this.commitSteps(steps, now)
-        .catch((err: unknown) => {
-          ctx.logger.warn({ err: errorMessage(err), count: steps.length }, 'drover: fused step failed; results go through the inbox');
-          for (const step of steps) step.onDiscard?.();
-        })
-        .finally(() => {
-          for (const key of keys) inFlight.delete(key);
-          commits.delete(commit);
-        });
-      commits.add(commit);
     }
     this.fusing = undefined;
   }
