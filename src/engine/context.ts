@@ -22,6 +22,11 @@ export interface EngineDeps {
   /** How long `drain()` waits for running invocations. */
   shutdownGraceMs: number;
   telemetry: Telemetry;
+  /**
+   * Tells the other nodes that `queue` has work, due at `at` (null: now), after a write of
+   * this node outside a caller's transaction (a caller's commit NOTIFYs every node itself).
+   */
+  announceWork(queue: string, at: number | null): void;
 }
 
 /** What the pollers and the invoker share: the engine's deps and its commit hook. */

@@ -38,6 +38,16 @@ export interface Created {
   wake: number | null;
 }
 
+/** The earliest due time of new records (null: none has work due). */
+function earliestDue(records: readonly Created[]): number | null {
+  let min: number | null = null;
+  for (const r of records) if (r.wake !== null && (min === null || r.wake < min)) min = r.wake;
+  return min;
+}
+
+/** How a due time travels in notices: null when it is due now (or has passed). */
+const laterThan = (now: number, at: number | null) => (at !== null && at > now ? at : null);
+
 /** Records per statement of `createMany()`. */
 const CREATE_CHUNK = 1000;
 
@@ -168,7 +178,7 @@ export class Engine {
         now: new Date(now),
         // Pollers skip notifications from their own node, woken directly instead; a caller's
         // transaction commits later, so then every node (this one too) is notified.
-        notify: { node: tx ? '' : this.deps.node, at: created.wake !== null && created.wake > now ? created.wake : null },
+        notify: { node: tx ? '' : this.deps.node, at: laterThan(now, created.wake) },
       });
       if (inserted) return;
       const exists = await q.query(queries.sql.instanceExists, [def.name, created.id]);
@@ -208,14 +218,13 @@ export class Engine {
         for (let i = 0; i < items.length; i += CREATE_CHUNK) {
           const chunk = items.slice(i, i + CREATE_CHUNK).map((item, k) => this.prepareItem(def, item, i + k, now, ids, keys));
           prepared.push(...chunk);
-          const due = chunk.reduce<number | null>((min, p) => (p.created.wake === null ? min : min === null ? p.created.wake : Math.min(min, p.created.wake)), null);
           const insert = this.deps.queries.createInstances(q, {
             machine: def.name,
             version: def.version,
             queue: def.queue,
             now: new Date(now),
             items: chunk.map((p) => p.row),
-            notify: { node, at: due !== null && due > now ? due : null },
+            notify: { node, at: laterThan(now, earliestDue(chunk.map((p) => p.created))) },
           });
           insert.catch(() => {}); // awaited below; a failure is seen there
           await writing;
@@ -297,19 +306,21 @@ export class Engine {
     const messages: TransitionMessage[] = [];
     for (const r of records) {
       if (r.wake !== null && poller) {
-        if (r.out.spawns.size > 0 && r.out.status === 'active') poller.invocationsDue(r.wake > r.now ? r.wake : null);
+        if (r.out.spawns.size > 0 && r.out.status === 'active') poller.invocationsDue(laterThan(r.now, r.wake));
         else poller.wakeAt(r.wake);
       }
       messages.push(...transitionMessages(r.id, def.name, def.version, r.out.transitions));
     }
+    const due = earliestDue(records);
+    if (due !== null) this.deps.announceWork(def.queue, laterThan(this.deps.clock.now(), due));
     this.commits.emit(messages);
   }
 
   /**
-   * Stores an event for a record and wakes its poller. Returns the record's queue. The
+   * Stores an event for a record and wakes its poller, here and on the other nodes. The
    * event is checked against the stored state when nothing is queued ahead of it.
    */
-  async send(machine: string, id: string, event: { type: string }, tx?: CallerTransaction): Promise<string> {
+  async send(machine: string, id: string, event: { type: string }, tx?: CallerTransaction): Promise<void> {
     const { queries } = this.deps;
     const run = async (q: Queryable) => {
       const row = await queries.instanceForSend(q, { machine, id });
@@ -345,10 +356,13 @@ export class Engine {
       if (!stored) throw new EventNotAcceptedError(machine, id, event.type, 'the record finished meanwhile');
       return def.queue;
     };
-    if (tx) return run(adoptTransaction(tx));
+    if (tx) {
+      await run(adoptTransaction(tx));
+      return;
+    }
     const queue = await withRetry(() => run(this.deps.db));
     this.pollers.get(queue)?.wake();
-    return queue;
+    this.deps.announceWork(queue, null);
   }
 
   /** Cancels an active record: false if it had already finished. */

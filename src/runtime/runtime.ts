@@ -116,6 +116,8 @@ class DroverRuntime implements Runtime {
       pollIntervalMs: options.pollIntervalMs,
       shutdownGraceMs: options.shutdownGraceMs,
       telemetry: this.telemetry,
+      // NOTIFY reaches the other nodes too; on NATS a wake message may come first.
+      announceWork: (queue, at) => bus.announceWork(queue, this.node, at),
     });
     this.supervisor = new Supervisor({
       db: this.db,
@@ -258,26 +260,12 @@ class DroverRuntime implements Runtime {
 
   async create<TInput>(machine: string, options: CreateOptions<TInput> = {}): Promise<RecordView> {
     this.assertOpen();
-    const created = await this.engine.create(machine, options, options.tx);
-    if (!options.tx) this.announce(created.def.queue, created.wake);
-    return createdView(created);
+    return createdView(await this.engine.create(machine, options, options.tx));
   }
 
   async createMany<TInput>(machine: string, items: readonly CreateItem<TInput>[], options: CreateManyOptions = {}): Promise<RecordView[]> {
     this.assertOpen();
-    const created = await this.engine.createMany(machine, items, options.tx);
-    const first = created[0];
-    if (first && !options.tx) {
-      const due = created.reduce<number | null>((min, c) => (c.wake === null ? min : min === null ? c.wake : Math.min(min, c.wake)), null);
-      this.announce(first.def.queue, due);
-    }
-    return created.map(createdView);
-  }
-
-  /** After create() outside a caller transaction: pollers on other nodes look (NOTIFY does too; NATS may be first). */
-  private announce(queue: string, due: number | null): void {
-    if (due === null) return;
-    this.bus.announceWork(queue, this.node, due > this.clock.now() ? due : null);
+    return (await this.engine.createMany(machine, items, options.tx)).map(createdView);
   }
 
   async send(machine: string, id: string, event: DroverEvent, options: { tx?: CallerTransaction } = {}): Promise<void> {
@@ -287,8 +275,7 @@ class DroverRuntime implements Runtime {
       throw new InvalidArgumentError('event must be an object with a non-empty string `type`');
     }
     if (event.type.startsWith('xstate.')) throw new InvalidArgumentError(`event type "${event.type}" is reserved for XState`);
-    const queue = await this.engine.send(machine, id, event, options.tx);
-    if (!options.tx) this.bus.announceWork(queue, this.node, null);
+    await this.engine.send(machine, id, event, options.tx);
   }
 
   async get(machine: string, id: string): Promise<RecordView | null> {
