@@ -89,10 +89,6 @@ export class Invoker {
 
   unreserve(): void {
     this.reserved = Math.max(0, this.reserved - 1);
-    this.roomFreed();
-  }
-
-  private roomFreed(): void {
     this.hooks.roomFreed();
   }
 
@@ -193,7 +189,7 @@ export class Invoker {
     if (waiting) {
       this.waiting.delete(key);
       this.track(waiting.row, -1);
-      this.roomFreed();
+      this.hooks.roomFreed();
       return;
     }
     const entry = this.running.get(key);
@@ -204,7 +200,7 @@ export class Invoker {
     entry.actor.stop();
     this.fill();
     this.notifyIdle();
-    this.roomFreed();
+    this.hooks.roomFreed();
   }
 
   /** Stops every local invocation of a record (it was cancelled). */
@@ -246,7 +242,7 @@ export class Invoker {
     }
     this.fill();
     this.notifyIdle();
-    this.roomFreed();
+    this.hooks.roomFreed();
     if ('error' in result) {
       const def = safeDef(this.ctx, row);
       const retriable = !(result.error instanceof JobCancelledError) && def !== undefined && row.attempt < def.maxAttempts;

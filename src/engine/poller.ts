@@ -78,7 +78,7 @@ export class QueuePoller {
   /** Another node has work for this queue, due at `at` (null: now); the notice does not say whether records or invocations. */
   peerWork(at: number | null): void {
     this.invocationsBehind = true;
-    if (at === null || at <= this.ctx.clock.now()) this.wake();
+    if (at === null) this.wake();
     else this.wakeAt(at);
   }
 
@@ -199,7 +199,7 @@ export class QueuePoller {
    * left persisting while the next claim goes out (one persist in flight at a time); a
    * partial one is awaited. Returns whether it found any.
    */
-  async stepBatch(): Promise<boolean> {
+  private async stepBatch(): Promise<boolean> {
     const { ctx } = this;
     const now = ctx.clock.now();
     const claimStart = new Date();

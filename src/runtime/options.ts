@@ -13,7 +13,7 @@ import { isPGlite, openPGlite, type PGliteLike, pgliteDatabase } from '../db/pgl
 import { InvalidArgumentError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import { type DurableMachine, isDurableMachine } from '../record/durable.js';
-import { type Clock, type Duration, parseDuration, withTimers } from '../time.js';
+import { type Clock, type Duration, parseDuration, systemClock, withTimers } from '../time.js';
 
 /** Options of {@link createRuntime}. */
 export interface RuntimeOptions {
@@ -136,7 +136,7 @@ export async function resolveOptions(options: RuntimeOptions): Promise<ResolvedO
     machines,
     node: options.node ?? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`,
     logger,
-    clock: withTimers(options.clock ?? { now: () => Date.now() }),
+    clock: options.clock ? withTimers(options.clock) : systemClock,
     pollIntervalMs: parseDuration(options.pollInterval ?? '1s'),
     batchSize: positiveInt('batchSize', options.batchSize, 100),
     concurrency: positiveInt('concurrency', options.concurrency, 10),
