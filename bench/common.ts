@@ -329,6 +329,41 @@ export interface BulkResult {
   notes?: string[];
 }
 
+/**
+ * (e) a peer's bulk insert: `n` items in calls of `perCall` through `insert(from, to)`, timed;
+ * then `count()` must find all of them; `close()` runs whatever happened.
+ */
+export async function timedBulk(
+  peer: { system: string; verb: string; settings: string },
+  n: number,
+  perCall: number,
+  insert: (from: number, to: number) => Promise<void>,
+  count: () => Promise<number>,
+  close: () => Promise<void>,
+): Promise<BulkResult> {
+  const result: BulkResult = {
+    scenario: 'e',
+    system: peer.system,
+    variant: perCall >= n ? `${peer.verb}, ${n} in one call` : `${peer.verb}, ${perCall} per call`,
+    settings: peer.settings,
+    items: n,
+    perCall,
+    runMs: 0,
+  };
+  try {
+    const t0 = now();
+    for (let i = 0; i < n; i += perCall) await insert(i, Math.min(n, i + perCall));
+    result.runMs = now() - t0;
+    const found = await count();
+    if (found !== n) throw new Error(`expected ${n} jobs, found ${found}`);
+  } catch (err) {
+    result.error = errorText(err);
+  } finally {
+    await close();
+  }
+  return result;
+}
+
 /** (i) an idle runtime over many waiting records: statements per minute and heap. */
 export interface IdleResult {
   scenario: 'i';

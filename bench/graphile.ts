@@ -19,6 +19,7 @@ import {
   sleep,
   spaced,
   type ThroughputResult,
+  timedBulk,
   until,
   within,
 } from './common.js';
@@ -162,34 +163,23 @@ export const graphileB0Variant = (concurrency: number): GraphileVariant => ({
 /** (e) `n` jobs added with WorkerUtils.addJobs, `perCall` per call (no worker running). */
 export async function graphileBulk(n: number, perCall: number): Promise<BulkResult> {
   const schema = schemaName('gw');
-  const result: BulkResult = {
-    scenario: 'e',
-    system: 'graphile-worker',
-    variant: perCall >= n ? `addJobs(), ${n} in one call` : `addJobs(), ${perCall} per call`,
-    settings: 'WorkerUtils, its default pool',
-    items: n,
-    perCall,
-    runMs: 0,
-  };
   const utils = await utilities(schema);
-  try {
-    const t0 = now();
-    for (let i = 0; i < n; i += perCall) {
+  return timedBulk(
+    { system: 'graphile-worker', verb: 'addJobs()', settings: 'WorkerUtils, its default pool' },
+    n,
+    perCall,
+    async (from, to) => {
       const specs = [];
-      for (let j = i; j < Math.min(n, i + perCall); j++) specs.push({ identifier: 'job', payload: { n: j } });
+      for (let j = from; j < to; j++) specs.push({ identifier: 'job', payload: { n: j } });
       await utils.addJobs(specs);
-    }
-    result.runMs = now() - t0;
-    const found = await remaining(schema);
-    if (found !== n) throw new Error(`expected ${n} jobs, found ${found}`);
-  } catch (err) {
-    result.error = errorText(err);
-  } finally {
-    await utils.release();
-    await dropSchema(schema);
-    await settle();
-  }
-  return result;
+    },
+    () => remaining(schema),
+    async () => {
+      await utils.release();
+      await dropSchema(schema);
+      await settle();
+    },
+  );
 }
 
 /** (c) `WorkerUtils.addJob` (its own pool, so the runner learns of the job by NOTIFY) → task start. */

@@ -19,6 +19,7 @@ import {
   sleep,
   spaced,
   type ThroughputResult,
+  timedBulk,
   until,
   within,
 } from './common.js';
@@ -132,9 +133,7 @@ async function throughput(scenario: 'a' | 'b', v: BossVariant, size?: number): P
   } catch (err) {
     result.error = errorText(err);
   } finally {
-    await boss.stop({ graceful: true, timeout: 5000 }).catch(() => {});
-    await dropSchema(schema);
-    await settle();
+    await closeBoss(boss, schema);
   }
   return result;
 }
@@ -146,34 +145,26 @@ export const bossChains = (v: BossVariant, n?: number, scenario: 'b' | 'b0' = 'b
 /** (e) `n` jobs inserted with `insert()`, `perCall` per call (no worker running). */
 export async function bossBulk(n: number, perCall: number): Promise<BulkResult> {
   const schema = schemaName('boss');
-  const result: BulkResult = {
-    scenario: 'e',
-    system: 'pg-boss',
-    variant: perCall >= n ? `insert(), ${n} in one call` : `insert(), ${perCall} per call`,
-    settings: 'queue notify + useListenNotify, pool 10',
-    items: n,
-    perCall,
-    runMs: 0,
-  };
   const boss = await openBoss(schema, ['job']);
-  try {
-    const t0 = now();
-    for (let i = 0; i < n; i += perCall) {
+  return timedBulk(
+    { system: 'pg-boss', verb: 'insert()', settings: 'queue notify + useListenNotify, pool 10' },
+    n,
+    perCall,
+    async (from, to) => {
       const jobs = [];
-      for (let j = i; j < Math.min(n, i + perCall); j++) jobs.push({ data: { n: j } });
+      for (let j = from; j < to; j++) jobs.push({ data: { n: j } });
       await boss.insert('job', jobs);
-    }
-    result.runMs = now() - t0;
-    const found = await remaining(schema);
-    if (found !== n) throw new Error(`expected ${n} jobs, found ${found}`);
-  } catch (err) {
-    result.error = errorText(err);
-  } finally {
-    await boss.stop({ graceful: true, timeout: 5000 }).catch(() => {});
-    await dropSchema(schema);
-    await settle();
-  }
-  return result;
+    },
+    () => remaining(schema),
+    () => closeBoss(boss, schema),
+  );
+}
+
+/** After a pg-boss run: stopped (gracefully, up to 5 s), its schema dropped, the server settled. */
+async function closeBoss(boss: { stop(options: { graceful: boolean; timeout: number }): Promise<void> }, schema: string): Promise<void> {
+  await boss.stop({ graceful: true, timeout: 5000 }).catch(() => {});
+  await dropSchema(schema);
+  await settle();
 }
 
 /** (c) `send()` → handler start, woken by the queue's NOTIFY. */
@@ -214,9 +205,7 @@ export async function bossLatency(v: BossVariant): Promise<LatencyResult> {
   } catch (err) {
     result.error = errorText(err);
   } finally {
-    await boss.stop({ graceful: true, timeout: 5000 }).catch(() => {});
-    await dropSchema(schema);
-    await settle();
+    await closeBoss(boss, schema);
   }
   return result;
 }
