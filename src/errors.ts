@@ -121,3 +121,76 @@ export class RunTimeoutError extends DroverError {
     super('RUN_TIMEOUT', `periodic "${name}" ran longer than its timeout of ${ms} ms`);
   }
 }
+
+/** One problem a validator found: what is wrong, and where (`path` from the input's root). */
+export interface InputIssue {
+  message: string;
+  path: ReadonlyArray<string | number>;
+}
+
+/**
+ * `create()` or `createMany()` with input the machine cannot start from: the `input`
+ * validator of `durable()` refused it, or the initial transition threw (a context factory,
+ * an entry action). Nothing is stored.
+ */
+export class InvalidInputError extends DroverError {
+  /** What the validator (or the initial transition) said, with paths. */
+  readonly issues: readonly InputIssue[];
+  constructor(machine: string, issues: readonly InputIssue[], options?: { cause?: unknown; item?: number }) {
+    const where = options?.item === undefined ? '' : `items[${options.item}]: `;
+    const list = issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
+    super('INVALID_INPUT', `${where}machine "${machine}" cannot start with this input: ${list}`, options);
+    this.issues = issues;
+  }
+}
+
+/**
+ * `durable()` refused a machine that drover cannot run faithfully: it names the state and
+ * says what to change (an undefined delay, an actor that cannot run durably, context that is
+ * not JSON).
+ */
+export class MachineDefinitionError extends DroverError {
+  constructor(message: string) {
+    super('MACHINE_DEFINITION', message);
+  }
+}
+
+/**
+ * A registered machine version's structure differs from what is stored for that version
+ * in the database: bump the version (or pass `allowChange: true` when no live record is
+ * stranded). Lists the differences and the stranded records.
+ */
+export class MachineChangedError extends DroverError {
+  constructor(message: string) {
+    super('MACHINE_CHANGED', message);
+  }
+}
+
+/** An applied SQL migration whose file has changed since: landed migrations never change. */
+export class MigrationChangedError extends DroverError {
+  constructor(message: string) {
+    super('MIGRATION_CHANGED', message);
+  }
+}
+
+/** `migrate()` refused: some live records are in states that the state map does not map. */
+export class UnmappedStatesError extends DroverError {
+  /** The live states of version `from` that have no mapping, with how many records are in each. */
+  readonly states: ReadonlyArray<{ state: string; count: number }>;
+  constructor(machine: string, from: number, states: ReadonlyArray<{ state: string; count: number }>) {
+    super(
+      'UNMAPPED_STATES',
+      `machine "${machine}" version ${from} has live records in states the map does not name: ${states
+        .map((s) => `"${s.state}" (${s.count})`)
+        .join(', ')}; add them to \`states\``,
+    );
+    this.states = states;
+  }
+}
+
+/** `retry()` of a record that has not failed. */
+export class NotFailedError extends DroverError {
+  constructor(machine: string, id: string, status: string) {
+    super('NOT_FAILED', `record "${id}" of machine "${machine}" is ${status}, not failed: only a failed record can be retried`);
+  }
+}

@@ -9,6 +9,12 @@ export {
   DuplicateWorkerError,
   EventNotAcceptedError,
   InvalidArgumentError,
+  InvalidInputError,
+  MachineChangedError,
+  MachineDefinitionError,
+  MigrationChangedError,
+  NotFailedError,
+  UnmappedStatesError,
   RecordNotFoundError,
   RunTimeoutError,
   RuntimeStoppedError,
@@ -19,6 +25,7 @@ export {
   WaitUnreachableError,
   WorkerNotFoundError,
 } from './errors.js';
+export type { InputIssue } from './errors.js';
 export type { Logger } from './log.js';
 export type { DurableMachine, DurableOptions, JobContext, JobOptions, ResidencyOptions } from './record/durable.js';
 export { cancelJob, defineJob, durable, isDurableMachine, JobCancelledError } from './record/durable.js';
