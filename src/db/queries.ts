@@ -145,6 +145,11 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
       LIMIT $6`,
     instanceExists: `SELECT 1 FROM ${s}.instances WHERE machine = $1 AND id = $2`,
     getInstance: `SELECT ${INSTANCE_COLUMNS} FROM ${s}.instances WHERE machine = $1 AND id = $2`,
+    getFailure: `
+      SELECT ${INSTANCE_COLUMNS}, failure,
+             EXISTS (SELECT 1 FROM ${s}.events e WHERE e.machine = i.machine AND e.instance_id = i.id) AS pending
+      FROM ${s}.instances i WHERE machine = $1 AND id = $2`,
+    notify: `SELECT pg_notify('${channel}', $1)`,
     // One statement, so the state and the inbox are read from one snapshot: a step committing
     // between two reads would pair an old state with an inbox it already emptied.
     getInstanceForSend: `
@@ -194,11 +199,14 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
     persistSteps: `
       WITH u AS (
         SELECT * FROM jsonb_to_recordset($1::jsonb) AS u(machine text, id text, row_version int, state text, status text,
-          snapshot jsonb, entered_at timestamptz, wake_at timestamptz, timers jsonb, error jsonb, seq int, event_seq bigint)),
+          snapshot jsonb, entered_at timestamptz, wake_at timestamptz, timers jsonb, error jsonb, seq int, event_seq bigint,
+          failure jsonb, attempt int)),
       upd AS (
         UPDATE ${s}.instances i SET
           snapshot = u.snapshot, state = u.state, status = u.status, entered_at = u.entered_at, timers = u.timers,
-          error = COALESCE(u.error, i.error), seq = u.seq,
+          -- A retried record (failed before) leaves its old error behind.
+          error = CASE WHEN i.status = 'failed' THEN u.error ELSE COALESCE(u.error, i.error) END,
+          seq = u.seq, failure = CASE WHEN u.status = 'failed' THEN u.failure END, attempt = COALESCE(u.attempt, i.attempt),
           wake_at = CASE WHEN u.status <> 'active' THEN NULL WHEN i.event_seq > u.event_seq THEN $2::timestamptz ELSE u.wake_at END,
           locked_by = NULL, locked_until = NULL, row_version = i.row_version + 1, updated_at = $2::timestamptz
         FROM u
@@ -243,7 +251,7 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
     failInstance: `
       WITH upd AS (
         UPDATE ${s}.instances SET status = 'failed', error = $4::jsonb, wake_at = NULL, locked_by = NULL, locked_until = NULL,
-               seq = seq + 1, row_version = row_version + 1, updated_at = $5
+               failure = $8::jsonb, seq = seq + 1, row_version = row_version + 1, updated_at = $5
         WHERE machine = $1 AND id = $2 AND locked_by = $3 AND row_version = $6
         RETURNING machine, id, version, seq, state, snapshot),
       tr AS (
@@ -272,7 +280,8 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
       RETURNING v.machine, v.instance_id, v.invoke_id`,
     completeInvocations: `
       WITH c AS (
-        SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(machine text, instance_id text, invoke_id text, token text, event jsonb, n int)),
+        SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(machine text, instance_id text, invoke_id text, token text, event jsonb, n int,
+          failed_attempt int)),
       del AS (
         DELETE FROM ${s}.invocations v USING c
         WHERE v.machine = c.machine AND v.instance_id = c.instance_id AND v.invoke_id = c.invoke_id AND v.token = c.token
@@ -283,9 +292,11 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
         FROM c JOIN del ON del.machine = c.machine AND del.instance_id = c.instance_id AND del.invoke_id = c.invoke_id
         ORDER BY c.n),
       up AS (
-        UPDATE ${s}.instances i SET event_seq = i.event_seq + 1,
+        UPDATE ${s}.instances i SET event_seq = i.event_seq + 1, attempt = COALESCE(d.failed_attempt, i.attempt),
                wake_at = CASE WHEN i.wake_at IS NULL OR i.wake_at > $2::timestamptz THEN $2::timestamptz ELSE i.wake_at END
-        FROM (SELECT DISTINCT machine, instance_id FROM del) d
+        FROM (SELECT del.machine, del.instance_id, max(c.failed_attempt) AS failed_attempt
+              FROM del JOIN c ON c.machine = del.machine AND c.instance_id = del.instance_id AND c.invoke_id = del.invoke_id
+              GROUP BY del.machine, del.instance_id) d
         WHERE i.machine = d.machine AND i.id = d.instance_id AND i.status = 'active'
         RETURNING i.queue)
       SELECT DISTINCT queue FROM up`,
@@ -418,6 +429,14 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
     async retryInvocation(q: Queryable, a: { machine: string; instance_id: string; invoke_id: string; token: string; at: Date; error: unknown }) {
       await q.query(sql.retryInvocation, [a.machine, a.instance_id, a.invoke_id, a.token, a.at, json(a.error)]);
     },
+    /** A record with its `failure` column, for `retry()`. */
+    async failedInstance(q: Queryable, a: { machine: string; id: string }) {
+      return (await q.query<InstanceRow & { failure: StoredFailure | null; pending: boolean }>(sql.getFailure, [a.machine, a.id])).rows[0];
+    },
+    /** Tells every node's listener that `queue` has work now (`node` skips its own). */
+    async notifyWork(q: Queryable, a: { queue: string; node: string }) {
+      await q.query(sql.notify, [`${a.queue}|${a.node}|`]);
+    },
     /** Writes invocation results to their records' inboxes; returns the queues that have work now. */
     async completeInvocations(q: Queryable, a: { now: Date; completions: unknown[] }) {
       return (await q.query<{ queue: string }>(sql.completeInvocations, [json(a.completions), a.now])).rows.map((r) => r.queue);
@@ -461,7 +480,19 @@ export interface PersistedInstance {
   error: unknown;
   seq: number;
   event_seq: string;
+  /** What the step failed on, when it failed the record (for `retry()`). */
+  failure: StoredFailure | null;
+  /** Failed attempts of the record's invocation, when the step learned it (null: unchanged). */
+  attempt: number | null;
 }
+
+/**
+ * A failed record's `failure` column: the failed step's event and the record before it
+ * (kind `step`), or a snapshot that did not restore (kind `restore`: the snapshot is kept).
+ */
+export type StoredFailure =
+  | { kind: 'step'; event: { type: string } & Record<string, unknown>; snapshot: unknown; state: string; entered_at: number; timers: unknown }
+  | { kind: 'restore' };
 
 export type Queries = ReturnType<typeof createQueries>;
 

@@ -7,6 +7,7 @@ import {
   EventNotAcceptedError,
   errorMessage,
   InvalidArgumentError,
+  InvalidInputError,
   RecordNotFoundError,
   SnapshotRestoreError,
 } from '../errors.js';
@@ -19,6 +20,8 @@ import { Commits, type EngineContext, type EngineDeps } from './context.js';
 export type { EngineDeps } from './context.js';
 import { Invoker } from './invoker.js';
 import { QueuePoller } from './poller.js';
+import { prepareRetry, type RetryOptions } from './retry.js';
+import { StepWriter } from './steps.js';
 
 /** One record of `createMany()`. */
 export interface CreateItem<TInput = unknown> {
@@ -47,6 +50,20 @@ function earliestDue(records: readonly Created[]): number | null {
 
 /** How a due time travels in notices: null when it is due now (or has passed). */
 const laterThan = (now: number, at: number | null) => (at !== null && at > now ? at : null);
+
+/**
+ * Why a state refuses an event: no transition for it at all, or transitions whose guards
+ * all refused it (`snapshot.can()` is false either way).
+ */
+function refusal(snapshot: ReturnType<typeof restoreSnapshot>, type: string, state: string): string {
+  const guarded = snapshot._nodes.some((node) => {
+    const on = (node as { transitions?: Map<string, unknown[]> }).transitions;
+    return on?.has(type) === true || [...(on?.keys() ?? [])].some((k) => k === '*' || (k.endsWith('.*') && type.startsWith(k.slice(0, -1))));
+  });
+  return guarded
+    ? `no enabled transition for it in state "${state}" (every transition for it has a guard that refused it)`
+    : `state "${state}" has no transition for it`;
+}
 
 /** Records per statement of `createMany()`. */
 const CREATE_CHUNK = 1000;
@@ -129,8 +146,10 @@ export class Engine {
     try {
       out = initialStep(def, item.input, now, start, captureTraceparent());
     } catch (err) {
-      throw new InvalidArgumentError(`machine "${def.name}" could not start with this input: ${errorMessage(err)}`);
+      throw new InvalidInputError(def.name, [{ message: errorMessage(err), path: [] }], { cause: err });
     }
+    // An entry action that threw: a record that failed before it began is not stored.
+    if (out.status === 'failed') throw new InvalidInputError(def.name, [{ message: out.error?.message ?? 'the initial transition failed', path: [] }]);
     const wake = nextWake(out);
     const spawns =
       out.status !== 'active'
@@ -267,6 +286,7 @@ export class Engine {
     try {
       p = this.prepareCreate(def, item, now);
     } catch (err) {
+      if (err instanceof InvalidInputError) throw new InvalidInputError(def.name, err.issues, { cause: err.cause, item: i });
       if (err instanceof InvalidArgumentError) err.message = `items[${i}]: ${err.message}`;
       throw err;
     }
@@ -343,7 +363,7 @@ export class Engine {
           // had other events been queued ahead of this one.
           accepted = true;
         }
-        if (!accepted) throw new EventNotAcceptedError(machine, id, event.type, `state "${row.state}" has no transition for it`);
+        if (!accepted) throw new EventNotAcceptedError(machine, id, event.type, refusal(snapshot, event.type, row.state));
       }
       const stored = await queries.sendEvent(q, {
         machine,
@@ -363,6 +383,28 @@ export class Engine {
     const queue = await withRetry(() => run(this.deps.db));
     this.pollers.get(queue)?.wake();
     this.deps.announceWork(queue, null);
+  }
+
+  /**
+   * Takes a failed record back to before its failed step and applies the failed event again
+   * (see {@link prepareRetry}), in one version-guarded write; the queue's pollers, here and on
+   * the other nodes, are told. Resolves to the step's outcome: the record may have failed again.
+   */
+  async retry(machine: string, id: string, options: RetryOptions): Promise<{ def: DurableMachine; out: ReturnType<typeof initialStep> }> {
+    for (;;) {
+      const { def, step } = await withRetry(() => prepareRetry(this.ctx, machine, id, options));
+      const poller = this.pollers.get(def.queue);
+      const writer = new StepWriter(this.ctx, def.queue, this.invoker, {
+        recordDue: (at) => (at === null ? poller?.wake() : poller?.wakeAt(at)),
+        invocationsLeft: () => poller?.invocationsDue(null),
+      });
+      const committed = await withRetry(() => writer.commitSteps([step], this.deps.clock.now()));
+      // Lost to another write (a concurrent retry or cancel): read the record again.
+      if (committed === 0) continue;
+      await this.deps.queries.notifyWork(this.deps.db, { queue: def.queue, node: this.deps.node }).catch(() => {});
+      this.deps.announceWork(def.queue, null);
+      return { def, out: step.out };
+    }
   }
 
   /** Cancels an active record: false if it had already finished. */

@@ -21,6 +21,13 @@ interface Completion {
   token: string;
   event: Record<string, unknown>;
   n: number;
+  /** The attempts it failed, when the result is its final error (what `get().attempt` shows). */
+  failed_attempt: number | null;
+}
+
+/** The attempts an invocation failed, when `event` is its final error; null for a result. */
+export function failedAttempts(row: InvocationRow, event: Record<string, unknown>): number | null {
+  return typeof event.type === 'string' && event.type.startsWith('xstate.error.actor.') ? row.attempt : null;
 }
 
 const keyOf = (machine: string, instanceId: string, invokeId: string) => `${machine}\u0000${instanceId}\u0000${invokeId}`;
@@ -302,6 +309,7 @@ export class Invoker {
       token: row.token,
       event,
       n: this.counter++,
+      failed_attempt: failedAttempts(row, event),
     });
     if (!this.flushing) this.flushing = this.flushLoop();
   }

@@ -315,9 +315,9 @@ export class QueuePoller {
   private async failUnrestorable(row: InstanceRow, err: unknown, now: number): Promise<void> {
     const error = serializeError(err);
     error.message = `the stored snapshot does not restore: ${error.message}`;
-    this.ctx.logger.error(
-      { machine: row.machine, id: row.id, err: error.message },
-      'drover: record failed, its snapshot does not restore (the snapshot is kept)',
+    this.ctx.logger.warn(
+      { machine: row.machine, id: row.id, version: row.version, state: row.state, event: 'drover.restore_failed', err: error.message },
+      'drover: record failed: its snapshot does not restore (the snapshot is kept; fix the machine, then retry())',
     );
     await this.ctx.db.query(this.ctx.queries.sql.failInstance, [
       row.machine,
@@ -327,6 +327,7 @@ export class QueuePoller {
       new Date(now),
       row.row_version,
       this.ctx.queries.json({ type: 'drover.restore_failed' }),
+      this.ctx.queries.json({ kind: 'restore' }),
     ]);
   }
 }

@@ -24,6 +24,8 @@ export interface PendingStep extends StepTarget {
   out: StepOutcome;
   /** Invocation slots reserved for its spawns, by invocation id. */
   reserved: Map<string, boolean>;
+  /** Failed attempts of the record's invocation, when the step folds its final error (what `get().attempt` shows). */
+  failedAttempt?: number | null;
   /** Called when the step did not commit. */
   onDiscard?: () => void;
   /** When the record entered the state it was in before the step (a `drover.state` span starts there). */

@@ -5,7 +5,7 @@ import { errorMessage } from '../errors.js';
 import type { DurableMachine } from '../record/durable.js';
 import { foldStep, nextWake, type RecordState, type Spawn, type StepItem } from '../record/step.js';
 import type { EngineContext } from './context.js';
-import type { Invoker } from './invoker.js';
+import { failedAttempts, type Invoker } from './invoker.js';
 import { type CachedRecord, type PendingStep, type RawRecord, recordKey, reviveEvent, type StepTarget, toRecordState } from './records.js';
 
 /** What the step writer tells its poller after a commit. */
@@ -122,6 +122,7 @@ export class StepWriter {
         // The finished invocation's row goes with this step (XState stops the child only when
         // the state is left; an onDone that stays must not leave the row to be claimed again).
         if (!step.out.spawns.has(item.invocation.invoke_id)) step.out.stops.add(item.invocation.invoke_id);
+        step.failedAttempt = failedAttempts(item.invocation, item.event);
         step.onDiscard = () => this.invoker.complete(item.invocation, item.event);
         steps.push(step);
       }
@@ -164,8 +165,9 @@ export class StepWriter {
   /**
    * Persists stepped records in one statement, each guarded by its row version, then runs
    * the effects of those that committed: stop and start invocations, publish transitions.
+   * Resolves to how many committed (the others lost to a newer write of their record).
    */
-  async commitSteps(steps: PendingStep[], now: number): Promise<void> {
+  async commitSteps(steps: PendingStep[], now: number): Promise<number> {
     const { ctx } = this;
     const tokens = new Map<Spawn, string>();
     const instances: PersistedInstance[] = [];
@@ -173,8 +175,9 @@ export class StepWriter {
     const consumed = [];
     const stops = [];
     const spawns = [];
-    for (const { machine, id, rowVersion, eventSeq, out, reserved } of steps) {
+    for (const { machine, id, rowVersion, eventSeq, out, reserved, failedAttempt } of steps) {
       const wake = nextWake(out);
+      const failure = out.failure;
       instances.push({
         machine,
         id,
@@ -188,6 +191,18 @@ export class StepWriter {
         error: out.error ?? null,
         seq: out.seq,
         event_seq: eventSeq,
+        failure: failure
+          ? {
+              kind: 'step',
+              event: failure.event,
+              snapshot: failure.snapshot.machine.getPersistedSnapshot(failure.snapshot),
+              state: failure.state,
+              entered_at: failure.enteredAt,
+              timers: failure.timers,
+            }
+          : null,
+        // A new invocation starts with no failed attempts.
+        attempt: failedAttempt ?? (out.spawns.size > 0 ? 0 : null),
       });
       for (const t of out.transitions) transitions.push({ machine, instance_id: id, ...transitionColumns(t) });
       for (const eventId of out.consumedEventIds) consumed.push({ machine, instance_id: id, id: eventId });
@@ -280,10 +295,18 @@ export class StepWriter {
       } else {
         this.cache.delete(key);
       }
+      if (out.status === 'failed') {
+        const last = out.transitions[out.transitions.length - 1];
+        ctx.logger.warn(
+          { machine, id, version, state: out.state, event: last?.event.type, err: out.error?.message },
+          'drover: record failed (retry() takes it back to before the failed step)',
+        );
+      }
       messages.push(...transitionMessages(id, machine, version, out.transitions));
       ctx.telemetry.stateSpans(machine, version, id, step.enteredBefore, out.transitions);
     }
     if (messages.length > 0) ctx.commits.emit(messages);
     if (wakeInvocations) this.hooks.invocationsLeft();
+    return committed.size;
   }
 }

@@ -61,9 +61,23 @@ export interface RecordState {
   seq: number;
 }
 
+/**
+ * What `retry()` needs of a failed step: the event (a timer's event for a timer) whose step
+ * failed, and the record as it was before that event.
+ */
+export interface FailedStep {
+  event: EventObject;
+  snapshot: AnyMachineSnapshot;
+  state: string;
+  enteredAt: number;
+  timers: Timer[];
+}
+
 /** What one step produced: the new record state plus the effects to store and run. */
 export interface StepOutcome extends RecordState {
   error?: ReturnType<typeof serializeError>;
+  /** Set when the step failed the record: what it failed on, for `retry()`. */
+  failure?: FailedStep;
   transitions: TransitionRow[];
   /** Invocations to start after the commit, by id. */
   spawns: Map<string, Spawn>;
@@ -98,7 +112,7 @@ export function initialStep(def: DurableMachine, input: unknown, now: number, ti
     throw err instanceof Error ? err : new Error(String(err));
   }
   out.snapshot = snapshot;
-  out.state = stateString(snapshot.value);
+  out.state = stateString(snapshot.value, def.machine);
   const queue: EventObject[] = [];
   const failure = applyActions(out, actions, timerBase, queue);
   out.transitions.push({
@@ -124,6 +138,8 @@ export function initialStep(def: DurableMachine, input: unknown, now: number, ti
 export function foldStep(def: DurableMachine, record: RecordState, items: StepItem[], now: number): StepOutcome {
   const out = emptyOutcome(record);
   for (const item of items) {
+    // Events after a failure stay in the inbox: a retry delivers them after the failed one.
+    if (out.status === 'failed') break;
     if (item.kind === 'event') out.consumedEventIds.push(item.eventId);
     if (out.status !== 'active') {
       if (item.kind === 'event') out.ignored.push(item.event);
@@ -145,16 +161,30 @@ export function foldStep(def: DurableMachine, record: RecordState, items: StepIt
   return out;
 }
 
+/**
+ * A failed record's retry: the `drover.retry` transition out of `failed` back to `record`
+ * (the record as it was before the failed step), then `items` (the failed event again, or
+ * nothing) folded as a step is.
+ */
+export function retryStep(def: DurableMachine, record: RecordState, failedState: string, event: EventObject, items: StepItem[], now: number): StepOutcome {
+  const seq = record.seq + 1;
+  const retried: TransitionRow = { seq, from: failedState, to: record.state, status: 'active', event, at: now, ids: contextIds(record.snapshot.context) };
+  const out = foldStep(def, { ...record, status: 'active', seq }, items, now);
+  out.transitions.unshift(retried);
+  return out;
+}
+
 function fold(def: DurableMachine, out: StepOutcome, queue: EventObject[], now: number): void {
   while (queue.length > 0 && out.status === 'active') {
     const event = queue.shift() as EventObject;
+    const before: FailedStep = { event, snapshot: out.snapshot, state: out.state, enteredAt: out.enteredAt, timers: [...out.timers] };
     let next: AnyMachineSnapshot;
     let actions: unknown[];
     try {
       [next, actions] = pureTransition(def.machine, out.snapshot, event);
     } catch (err) {
       // A throwing guard or assign: keep the last good snapshot, fail the record.
-      settle(out, out.snapshot, event, now, err);
+      settle(out, out.snapshot, event, now, err, before);
       return;
     }
     if (next === out.snapshot && actions.length === 0) {
@@ -162,15 +192,15 @@ function fold(def: DurableMachine, out: StepOutcome, queue: EventObject[], now: 
       continue;
     }
     const failure = applyActions(out, actions, now, queue);
-    settle(out, failure === undefined ? next : out.snapshot, event, now, failure);
+    settle(out, failure === undefined ? next : out.snapshot, event, now, failure, before);
   }
 }
 
 /** Records the new snapshot, and a transition row when the state or status changed. */
-function settle(out: StepOutcome, next: AnyMachineSnapshot, event: EventObject, now: number, failure: unknown): void {
+function settle(out: StepOutcome, next: AnyMachineSnapshot, event: EventObject, now: number, failure: unknown, before?: FailedStep): void {
   const from = out.state;
   out.snapshot = next;
-  out.state = stateString(next.value);
+  out.state = stateString(next.value, next.machine);
   let status: RecordStatus = 'active';
   if (failure !== undefined) {
     status = 'failed';
@@ -198,6 +228,7 @@ function settle(out: StepOutcome, next: AnyMachineSnapshot, event: EventObject, 
     });
   }
   out.status = status;
+  if (status === 'failed' && before) out.failure = before;
   if (status !== 'active') out.timers = [];
 }
 

@@ -21,6 +21,7 @@ import { slaBudgets, watchSla } from '../otel/sla.js';
 import { Telemetry } from '../otel/telemetry.js';
 import { type PeriodicOptions, type PeriodicRun, periodicConfig, periodicWorker } from '../periodic/periodic.js';
 import type { ScheduleSpec } from '../periodic/schedule.js';
+import { rejectUnknownKeys } from '../keys.js';
 import { MachineRegistry } from '../record/registry.js';
 import { nextWake, type RecordStatus } from '../record/step.js';
 import { Supervisor, type WorkerHandle } from '../supervisor/supervisor.js';
@@ -318,6 +319,9 @@ class DroverRuntime implements Runtime {
         at: Date;
       }>(this.queries.sql.history, [machine, id]),
     );
+    if (res.rows.length === 0 && (await withRetry(() => this.db.query(this.queries.sql.instanceExists, [machine, id]))).rowCount === 0) {
+      throw new RecordNotFoundError(machine, id);
+    }
     return res.rows.map((r) => ({
       from: r.from_state,
       to: r.to_state,
@@ -354,6 +358,17 @@ class DroverRuntime implements Runtime {
       this.waiters.delete(wake);
       delay = Math.min(delay * 2, 200);
     }
+  }
+
+  async retry(machine: string, id: string, options: { skipEvent?: boolean } = {}): Promise<RecordView> {
+    this.assertOpen();
+    this.registry.assertKnown(machine);
+    rejectUnknownKeys(options, ['skipEvent'], 'retry()');
+    if (options.skipEvent !== undefined && typeof options.skipEvent !== 'boolean') throw new InvalidArgumentError('skipEvent must be a boolean');
+    await this.engine.retry(machine, id, options);
+    const record = await this.get(machine, id);
+    if (!record) throw new RecordNotFoundError(machine, id);
+    return record;
   }
 
   async cancel(machine: string, id: string, reason = 'cancelled'): Promise<boolean> {

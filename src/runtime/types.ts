@@ -132,7 +132,7 @@ export interface Runtime {
     machine: string,
     options?: { state?: string; status?: RecordStatus; limit?: number; after?: string | null },
   ): Promise<Page<RecordView>>;
-  /** A record's transitions, oldest first. */
+  /** A record's transitions, oldest first. Rejects with `RecordNotFoundError` when there is no such record. */
   history(machine: string, id: string): Promise<HistoryEntry[]>;
   /**
    * Resolves when the record matches; rejects with `WaitTimeoutError` after `timeoutMs`
@@ -140,6 +140,19 @@ export interface Runtime {
    * (a finished record never changes again).
    */
   waitFor(machine: string, id: string, condition: WaitCondition, options?: { timeoutMs?: number }): Promise<RecordView>;
+  /**
+   * Takes a `failed` record back to the snapshot it had before the failed step (state, context,
+   * timers) and applies the failed event again, or drops it with `skipEvent: true`. A record
+   * failed by an invocation (its last attempt failed, no `onError`) gets that invocation
+   * started again with a fresh attempt budget (`skipEvent`: not started; the record waits in
+   * its state). A record whose snapshot did not restore is restored with the machine as
+   * registered now (fix the machine first). History shows the retry as an entry with
+   * `event.type` `drover.retry`. Resolves to the record after the retry: it may have failed again.
+   * Rejects with `NotFailedError` for a record that has not failed, `SnapshotRestoreError` if
+   * the snapshot still does not restore (nothing changes).
+   * @example await drover.retry('order', 'o-1'); // after fixing what made it fail
+   */
+  retry(machine: string, id: string, options?: { skipEvent?: boolean }): Promise<RecordView>;
   /** Cancels an active record: status `cancelled`, invocations stopped. False if it had already finished. */
   cancel(machine: string, id: string, reason?: string): Promise<boolean>;
   /**

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRuntime, type Runtime, WaitTimeoutError, WaitUnreachableError } from '../../src/index.js';
+import { createRuntime, type Runtime, RecordNotFoundError, WaitTimeoutError, WaitUnreachableError } from '../../src/index.js';
 import { BACKENDS, type TestBackend } from '../helpers/backends.js';
 import { add, CHAIN_LENGTH, chain, drained, lifecycle, pager, probe, rejection, row, within } from './machines.js';
 
@@ -79,7 +79,7 @@ describe.each(BACKENDS)('lifecycle on $name', ({ name, make }) => {
     for (const entry of h) expect(entry.at).toBeInstanceOf(Date);
     for (let i = 1; i < h.length; i++) expect(h[i]!.at.getTime()).toBeGreaterThanOrEqual(h[i - 1]!.at.getTime());
     expect(h.at(-1)?.status).toBe('done');
-    expect(await rt.history('lc', 'no-such-record')).toEqual([]);
+    await expect(rt.history('lc', 'no-such-record')).rejects.toBeInstanceOf(RecordNotFoundError);
   });
 
   it('list pages by id with next/after', async () => {

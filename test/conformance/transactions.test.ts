@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CallerTransaction, createRuntime, type Runtime } from '../../src/index.js';
+import { type CallerTransaction, createRuntime, RecordNotFoundError, type Runtime } from '../../src/index.js';
 import { BACKENDS, type TestBackend } from '../helpers/backends.js';
 import { add, drained, dump, lifecycle, row } from './machines.js';
 
@@ -45,7 +45,7 @@ describe.each(BACKENDS)('caller transactions ({ tx }) on $name', ({ make }) => {
     }, 'rollback');
     expect(await stored('tx-c2')).toEqual({ instances: [], events: [], transitions: [] });
     expect(await rt.get('lc', 'tx-c2')).toBeNull();
-    expect(await rt.history('lc', 'tx-c2')).toEqual([]);
+    await expect(rt.history('lc', 'tx-c2')).rejects.toBeInstanceOf(RecordNotFoundError);
     // The id is free again.
     await rt.create('lc', { id: 'tx-c2' });
     expect((await rt.get('lc', 'tx-c2'))?.state).toBe('idle');

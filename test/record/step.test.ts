@@ -116,8 +116,10 @@ describe('the step', () => {
     expect(out.error?.message).toBe('kaboom');
     expect(out.snapshot.context.n).toBe(1);
     expect(out.transitions).toEqual([expect.objectContaining({ status: 'failed', from: 'idle', to: 'idle' })]);
-    expect(out.ignored).toEqual([{ type: 'bump' }]);
-    expect(out.consumedEventIds).toEqual(['0', '1']);
+    // The event after the failed one stays in the inbox for a retry.
+    expect(out.ignored).toEqual([]);
+    expect(out.consumedEventIds).toEqual(['0']);
+    expect(out.failure).toMatchObject({ event: { type: 'boom' }, state: 'idle' });
   });
 
   it('an event no state takes is ignored', () => {
