@@ -9,6 +9,7 @@ import { createQueries, type InstanceRow, type Queries } from '../db/queries.js'
 import { createResidencyQueries } from '../db/residency-queries.js';
 import { createSupervisorQueries } from '../db/supervisor-queries.js';
 import { type Created, type CreateItem, Engine } from '../engine/engine.js';
+import { repairStateStrings } from '../engine/repair.js';
 import {
   errorMessage,
   InvalidArgumentError,
@@ -23,6 +24,7 @@ import { type PeriodicOptions, type PeriodicRun, periodicConfig, periodicWorker 
 import type { ScheduleSpec } from '../periodic/schedule.js';
 import { rejectUnknownKeys } from '../keys.js';
 import { MachineRegistry } from '../record/registry.js';
+import { canonicalStateString } from '../record/state.js';
 import { nextWake, type RecordStatus } from '../record/step.js';
 import { Supervisor, type WorkerHandle } from '../supervisor/supervisor.js';
 import { type Clock, sleep } from '../time.js';
@@ -53,6 +55,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   let bus: Bus;
   try {
     await withRetry(() => migrate(resolved.db, resolved.schema));
+    const repaired = await withRetry(() => repairStateStrings(resolved.db, resolved.schema, resolved.machines));
+    if (repaired > 0) resolved.logger.info({ records: repaired }, 'drover: repaired state strings to the canonical order of their machines');
     bus =
       resolved.nats !== undefined
         ? await NatsBus.open(resolved.nats, resolved.natsSettings, resolved.logger)
@@ -297,7 +301,8 @@ class DroverRuntime implements Runtime {
     if (options.status !== undefined && !STATUSES.has(options.status)) {
       throw new InvalidArgumentError(`status must be one of ${[...STATUSES].join(', ')}`);
     }
-    const state = options.state ?? null;
+    // A parallel state named in another region order is the same state.
+    const state = options.state === undefined ? null : canonicalStateString(options.state, this.registry.latest(machine).machine);
     const like = state === null ? null : state.replace(/[\\%_]/g, (c) => `\\${c}`);
     const res = await withRetry(() =>
       this.db.query<InstanceRow>(this.queries.sql.listInstances, [machine, state, like, options.status ?? null, options.after ?? null, limit]),
