@@ -1,18 +1,49 @@
+import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
+import { MigrationChangedError } from '../errors.js';
 import type { Database } from './database.js';
 import { quoteSchema } from './database.js';
 
 const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
 
+/** One numbered migration file. */
+export interface Migration {
+  id: number;
+  name: string;
+  /** The file name, e.g. `001_core.sql`. */
+  file: string;
+  sql: string;
+  /** sha256 (hex) of the file text; see {@link checksum}. */
+  checksum: string;
+}
+
+/**
+ * Checksums a migration once had, by id, still accepted from databases that applied that text
+ * (and replaced there by the current one). Only for files edited before checksums existed:
+ * from now on a landed migration never changes, so this list should never grow.
+ */
+const EARLIER_CHECKSUMS: Readonly<Record<number, readonly string[]>> = {
+  // 001_core.sql as edited by 2a255c1 (invocations_due on (queue, priority DESC, locked_until)).
+  // The file is back to the text it first landed with; 005_invocations_due makes that change.
+  1: ['eb83bac0da40e1dad3994e906718721dafa7d5f26c83cdf36e7aed54540be1d9'],
+};
+
+/**
+ * sha256 of a migration's text. Line endings are normalised first, so a checkout that turns
+ * `\n` into `\r\n` (git's autocrlf) does not look like an edit.
+ */
+export function checksum(sql: string): string {
+  return createHash('sha256').update(sql.replaceAll('\r\n', '\n')).digest('hex');
+}
+
 /** The numbered migrations shipped with drover, in order. */
-export async function loadMigrations(): Promise<Array<{ id: number; name: string; sql: string }>> {
+export async function loadMigrations(): Promise<Migration[]> {
   const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f)).sort();
   return Promise.all(
-    files.map(async (file) => ({
-      id: Number(file.slice(0, 3)),
-      name: file.slice(4, -4),
-      sql: await readFile(new URL(file, MIGRATIONS_DIR), 'utf8'),
-    })),
+    files.map(async (file) => {
+      const sql = await readFile(new URL(file, MIGRATIONS_DIR), 'utf8');
+      return { id: Number(file.slice(0, 3)), name: file.slice(4, -4), file, sql, checksum: checksum(sql) };
+    }),
   );
 }
 
@@ -27,6 +58,9 @@ function statements(sql: string): string[] {
 /**
  * Applies every migration not yet recorded in `<schema>.migrations`, in order, in one
  * transaction under an advisory lock, so runtimes starting together apply each once.
+ * Each applied migration is recorded with the checksum of its file; an applied migration
+ * whose file has changed since refuses the whole run with `MigrationChangedError` before
+ * anything is applied. Rows from before checksums were stored get the current one.
  * Returns the ids applied now.
  */
 export async function migrate(db: Database, schema: string): Promise<number[]> {
@@ -38,14 +72,33 @@ export async function migrate(db: Database, schema: string): Promise<number[]> {
     await tx.query(
       `CREATE TABLE IF NOT EXISTS ${q}.migrations (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
     );
-    const done = new Set((await tx.query<{ id: number }>(`SELECT id FROM ${q}.migrations`)).rows.map((r) => r.id));
-    const applied: number[] = [];
+    // The table is made here, not by a migration, so its later columns are added here too.
+    await tx.query(`ALTER TABLE ${q}.migrations ADD COLUMN IF NOT EXISTS checksum text`);
+    const rows = (await tx.query<{ id: number; checksum: string | null }>(`SELECT id, checksum FROM ${q}.migrations`)).rows;
+    const stored = new Map(rows.map((r) => [r.id, r.checksum]));
+
+    const pending: Migration[] = [];
     for (const m of migrations) {
-      if (done.has(m.id)) continue;
-      for (const statement of statements(m.sql.replaceAll('{{schema}}', q))) await tx.query(statement);
-      await tx.query(`INSERT INTO ${q}.migrations (id, name) VALUES ($1, $2)`, [m.id, m.name]);
-      applied.push(m.id);
+      if (!stored.has(m.id)) {
+        pending.push(m);
+        continue;
+      }
+      const found = stored.get(m.id) ?? null;
+      if (found === m.checksum) continue;
+      if (found !== null && !EARLIER_CHECKSUMS[m.id]?.includes(found)) {
+        throw new MigrationChangedError(
+          `migration ${m.file} was applied to schema "${schema}" with checksum ${found}, but the file now has checksum ${m.checksum}: ` +
+            'a landed migration never changes. Restore the file to the text it was applied with, and put the change in a new numbered migration.',
+        );
+      }
+      // Applied before checksums were stored, or as a known earlier text: record the current one.
+      await tx.query(`UPDATE ${q}.migrations SET checksum = $2 WHERE id = $1`, [m.id, m.checksum]);
     }
-    return applied;
+
+    for (const m of pending) {
+      for (const statement of statements(m.sql.replaceAll('{{schema}}', q))) await tx.query(statement);
+      await tx.query(`INSERT INTO ${q}.migrations (id, name, checksum) VALUES ($1, $2, $3)`, [m.id, m.name, m.checksum]);
+    }
+    return pending.map((m) => m.id);
   });
 }
