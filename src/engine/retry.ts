@@ -53,6 +53,7 @@ export async function prepareRetry(ctx: EngineContext, machine: string, id: stri
       : [];
   const event = { type: 'drover.retry', ...(skipEvent ? { skipEvent: true } : {}) };
   const out = retryStep(def, record, row.state, event, items, now);
+  out.consumedEventIds = []; // the failed event is applied from the failure, not the inbox
   if (invocation !== undefined && !skipEvent && out.status === 'active') {
     // The child as XState made it when the state was entered: its logic and input.
     const child = (record.snapshot.children as Record<string, { src?: unknown; getSnapshot?: () => { input?: unknown } }>)[invocation];

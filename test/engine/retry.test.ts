@@ -1,0 +1,198 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assign, fromPromise, setup } from 'xstate';
+import { createRuntime, durable, InvalidInputError, NotFailedError, type Runtime } from '../../src/index.js';
+import { BACKENDS, type TestBackend } from '../helpers/backends.js';
+
+// What a user fixes between a failure and its retry: the code the machine calls.
+const fixes = { actionBroken: true, chargeFailuresLeft: 0 };
+
+const flow = durable(
+  setup({
+    types: { context: {} as { steps: string[] } },
+    actions: {
+      risky: () => {
+        if (fixes.actionBroken) throw new Error('risky is broken');
+      },
+    },
+  }).createMachine({
+    id: 'flow',
+    initial: 'idle',
+    context: { steps: [] },
+    states: {
+      idle: { on: { go: { target: 'working', actions: ['risky', assign({ steps: ({ context }) => [...context.steps, 'go'] })] } } },
+      working: { on: { finish: 'done' } },
+      done: { type: 'final' },
+    },
+  }),
+);
+
+const payment = durable(
+  setup({
+    actors: {
+      charge: fromPromise(async () => {
+        if (fixes.chargeFailuresLeft > 0) {
+          fixes.chargeFailuresLeft -= 1;
+          throw new Error('card declined');
+        }
+        return { ok: true };
+      }),
+    },
+  }).createMachine({
+    id: 'payment',
+    initial: 'charging',
+    states: {
+      charging: { invoke: { id: 'charge', src: 'charge', onDone: 'paid' } },
+      paid: { type: 'final' },
+    },
+  }),
+  { maxAttempts: 2, backoff: '10ms' },
+);
+
+const picky = durable(
+  setup({
+    types: { context: {} as { n: number }, input: {} as { n?: unknown } },
+    actions: {
+      refuseOdd: ({ context }) => {
+        if (context.n % 2 === 1) throw new Error('odd numbers are refused on entry');
+      },
+    },
+  }).createMachine({
+    id: 'picky',
+    initial: 'ready',
+    context: ({ input }) => {
+      if (typeof input.n !== 'number') throw new Error('n must be a number');
+      return { n: input.n };
+    },
+    states: { ready: { entry: 'refuseOdd' } },
+  }),
+);
+
+const machines = [flow, payment, picky];
+type Row = [string | null, string, string, string];
+const trail = async (rt: Runtime, machine: string, id: string): Promise<Row[]> =>
+  (await rt.history(machine, id)).map((h) => [h.from, h.to, h.status, h.event.type]);
+
+describe.each(BACKENDS)('failures and retry() on $name', ({ make }) => {
+  let backend: TestBackend;
+  let rt: Runtime;
+  let client: Runtime;
+  const stored = async (id: string) => {
+    const s = `"${backend.schema}"`;
+    const [i] = await backend.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.instances WHERE id = $1`, [id]);
+    const [t] = await backend.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.transitions WHERE instance_id = $1`, [id]);
+    return (i?.n ?? 0) + (t?.n ?? 0);
+  };
+
+  beforeAll(async () => {
+    backend = await make();
+    rt = await createRuntime({ database: backend.database, schema: backend.schema, machines, pollInterval: 50 });
+    client = await createRuntime({ database: backend.database, schema: backend.schema, machines });
+  });
+  afterAll(async () => {
+    await client.stop();
+    await rt.stop();
+    await backend.close();
+  });
+
+  it('a throwing action: retry applies the failed event again, and the events behind it follow', async () => {
+    fixes.actionBroken = true;
+    // Both events wait in the inbox before anything runs, so one step sees both.
+    await client.create('flow', { id: 'f-1' });
+    await client.send('flow', 'f-1', { type: 'go' });
+    await client.send('flow', 'f-1', { type: 'finish' });
+    await rt.start();
+    const failed = await rt.waitFor('flow', 'f-1', { status: 'failed' }, { timeoutMs: 10_000 });
+    expect(failed).toMatchObject({ state: 'idle', error: { message: 'risky is broken' } });
+
+    fixes.actionBroken = false;
+    const retried = await rt.retry('flow', 'f-1');
+    expect(retried).toMatchObject({ status: 'active', state: 'working', error: null, context: { steps: ['go'] } });
+    await rt.waitFor('flow', 'f-1', { status: 'done' }, { timeoutMs: 10_000 });
+    expect(await trail(rt, 'flow', 'f-1')).toEqual([
+      [null, 'idle', 'active', 'xstate.init'],
+      ['idle', 'idle', 'failed', 'go'],
+      ['idle', 'idle', 'active', 'drover.retry'],
+      ['idle', 'working', 'active', 'go'],
+      ['working', 'done', 'done', 'finish'],
+    ]);
+  });
+
+  it('skipEvent drops the failed event: the record waits where it was', async () => {
+    fixes.actionBroken = true;
+    await rt.create('flow', { id: 'f-2' });
+    await rt.send('flow', 'f-2', { type: 'go' });
+    await rt.waitFor('flow', 'f-2', { status: 'failed' }, { timeoutMs: 10_000 });
+    const retried = await rt.retry('flow', 'f-2', { skipEvent: true });
+    expect(retried).toMatchObject({ status: 'active', state: 'idle', context: { steps: [] } });
+    expect((await rt.history('flow', 'f-2')).at(-1)?.event).toEqual({ type: 'drover.retry', skipEvent: true });
+    fixes.actionBroken = false;
+    await rt.send('flow', 'f-2', { type: 'go' });
+    await rt.waitFor('flow', 'f-2', { state: 'working' }, { timeoutMs: 10_000 });
+  });
+
+  it('a retry that fails again leaves the record failed, and can be retried again', async () => {
+    fixes.actionBroken = true;
+    await rt.create('flow', { id: 'f-3' });
+    await rt.send('flow', 'f-3', { type: 'go' });
+    await rt.waitFor('flow', 'f-3', { status: 'failed' }, { timeoutMs: 10_000 });
+    expect(await rt.retry('flow', 'f-3')).toMatchObject({ status: 'failed', state: 'idle', error: { message: 'risky is broken' } });
+    fixes.actionBroken = false;
+    expect(await rt.retry('flow', 'f-3')).toMatchObject({ status: 'active', state: 'working' });
+    expect((await trail(rt, 'flow', 'f-3')).slice(1)).toEqual([
+      ['idle', 'idle', 'failed', 'go'],
+      ['idle', 'idle', 'active', 'drover.retry'],
+      ['idle', 'idle', 'failed', 'go'],
+      ['idle', 'idle', 'active', 'drover.retry'],
+      ['idle', 'working', 'active', 'go'],
+    ]);
+  });
+
+  it('a failed invocation gets a fresh attempt budget; get().attempt counts every failed attempt', async () => {
+    // Two attempts fail (the budget), then one more after the retry, then it succeeds.
+    fixes.chargeFailuresLeft = 3;
+    await rt.create('payment', { id: 'p-1' });
+    const failed = await rt.waitFor('payment', 'p-1', { status: 'failed' }, { timeoutMs: 10_000 });
+    expect(failed).toMatchObject({ state: 'charging', attempt: 2, error: { message: 'card declined' } });
+
+    // The retried invocation may already be running (and failing) when retry() reads the record back.
+    expect(await rt.retry('payment', 'p-1')).toMatchObject({ status: 'active', state: 'charging' });
+    const paid = await rt.waitFor('payment', 'p-1', { status: 'done' }, { timeoutMs: 10_000 });
+    // One failed attempt of the fresh budget (not 3: the count started again).
+    expect(paid).toMatchObject({ state: 'paid', attempt: 1 });
+    expect(fixes.chargeFailuresLeft).toBe(0);
+    expect(await trail(rt, 'payment', 'p-1')).toEqual([
+      [null, 'charging', 'active', 'xstate.init'],
+      ['charging', 'charging', 'failed', 'xstate.error.actor.charge'],
+      ['charging', 'charging', 'active', 'drover.retry'],
+      ['charging', 'paid', 'done', 'xstate.done.actor.charge'],
+    ]);
+  });
+
+  it('retry() of a record that has not failed is refused and changes nothing', async () => {
+    await rt.create('flow', { id: 'f-4' });
+    await expect(rt.retry('flow', 'f-4')).rejects.toBeInstanceOf(NotFailedError);
+    expect(await trail(rt, 'flow', 'f-4')).toEqual([[null, 'idle', 'active', 'xstate.init']]);
+    await expect(rt.retry('flow', 'f-4', { skipEvents: true } as never)).rejects.toThrow(/did you mean "skipEvent"/);
+  });
+
+  it('create() whose initial transition throws rejects with InvalidInputError and stores nothing', async () => {
+    const err = await rt.create('picky', { id: 'bad-1', input: { n: 'three' } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidInputError);
+    expect((err as InvalidInputError).message).toMatch(/n must be a number/);
+    expect(await stored('bad-1')).toBe(0);
+    // An entry action that throws on the input: the same.
+    await expect(rt.create('picky', { id: 'bad-2', input: { n: 3 } })).rejects.toThrow(/odd numbers are refused/);
+    expect(await stored('bad-2')).toBe(0);
+    expect(await rt.get('picky', 'bad-2')).toBeNull();
+    expect(await rt.create('picky', { id: 'good', input: { n: 2 } })).toMatchObject({ status: 'active', context: { n: 2 } });
+  });
+
+  it('createMany() with one item whose input cannot start stores none of them, naming the item', async () => {
+    const err = await rt
+      .createMany('picky', [{ id: 'm-1', input: { n: 2 } }, { id: 'm-2', input: { n: 5 } }, { id: 'm-3', input: { n: 4 } }])
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidInputError);
+    expect((err as Error).message).toMatch(/^items\[1\]: /);
+    for (const id of ['m-1', 'm-2', 'm-3']) expect(await stored(id)).toBe(0);
+  });
+});
