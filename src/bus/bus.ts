@@ -60,6 +60,8 @@ export type Breach = SlaBreach;
 export interface BusHandlers {
   /** A `send` request from another process; resolves to the reply. */
   send(machine: string, body: unknown): Promise<unknown>;
+  /** A `create` request from another process; resolves to the reply. */
+  create(machine: string, body: unknown): Promise<unknown>;
   /** Another node changed control state. */
   control(op: string, value: string, node: string): void;
   /** Another node has work for `queue`, due at `at` (null: now). */

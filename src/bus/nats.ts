@@ -93,7 +93,8 @@ export class NatsBus implements Bus {
   /** The stream, `send` request/reply, control and wake notices from other nodes. */
   async start(handlers: BusHandlers): Promise<void> {
     await this.ensureStream();
-    this.serveSend(handlers.send);
+    this.serveRequests('send', handlers.send);
+    this.serveRequests('create', handlers.create);
     this.listen(this.subject('control', '*'), (subject, data) => {
       const { value, node } = data as { value: string; node: string };
       handlers.control(subject.split('.').at(-1) as string, value, node);
@@ -107,7 +108,7 @@ export class NatsBus implements Bus {
   /** Nothing to do: the relay publishes committed transitions from the outbox. */
   publish(_messages: TransitionMessage[]): void {}
 
-  subject(kind: 'transition' | 'send' | 'control' | 'wake' | 'sla', ...tokens: string[]): string {
+  subject(kind: 'transition' | 'send' | 'create' | 'control' | 'wake' | 'sla', ...tokens: string[]): string {
     return [this.settings.prefix, kind, ...tokens].join('.');
   }
 
@@ -230,12 +231,12 @@ export class NatsBus implements Bus {
     return Object.assign(unsubscribe, { ready });
   }
 
-  /** Answers requests on `<prefix>.send.<machine>`, one node per request (a queue group). */
-  private serveSend(answer: (machine: string, body: unknown) => Promise<unknown>): void {
-    const sub = this.nc.subscribe(this.subject('send', '*'), { queue: `${this.settings.prefix}.send` });
+  /** Answers requests on `<prefix>.<kind>.<machine>`, one node per request (a queue group). */
+  private serveRequests(kind: 'send' | 'create', answer: (machine: string, body: unknown) => Promise<unknown>): void {
+    const sub = this.nc.subscribe(this.subject(kind, '*'), { queue: `${this.settings.prefix}.${kind}` });
     this.subs.push(sub);
     const handle = async (m: Msg) => {
-      const machine = m.subject.slice(this.subject('send').length + 1);
+      const machine = m.subject.slice(this.subject(kind).length + 1);
       let body: unknown;
       try {
         body = m.json();
@@ -246,11 +247,11 @@ export class NatsBus implements Bus {
       try {
         if (m.reply) m.respond(encoder.encode(JSON.stringify(reply)));
       } catch (err) {
-        this.logger.warn({ err: errorMessage(err), machine }, 'drover: could not reply to a send request');
+        this.logger.warn({ err: errorMessage(err), machine }, `drover: could not reply to a ${kind} request`);
       }
     };
     void (async () => {
-      // Requests are answered concurrently: one slow send does not hold up the others.
+      // Requests are answered concurrently: one slow request does not hold up the others.
       for await (const m of sub) void handle(m);
     })();
   }

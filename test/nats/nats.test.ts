@@ -168,6 +168,32 @@ describe('events and control in', () => {
     expect((await admin.query(`SELECT count(*)::int AS n FROM "${w.schema}".events`)).rows[0].n).toBe(0);
   });
 
+  it('<prefix>.create.<machine> creates a record before it replies; input that cannot start gets INVALID_INPUT and stores nothing', async () => {
+    const w = await world();
+    const rt = await w.make();
+    await rt.start();
+    const ask = async (machine: string, body: unknown) =>
+      (await nc.request(`${w.natsPrefix}.create.${machine}`, JSON.stringify(body), { timeout: 5000 })).json<{
+        ok: boolean;
+        record?: { id: string; state: string; status: string };
+        error?: { code: string; message: string; issues?: unknown[] };
+      }>();
+    expect(await ask('parcel', { id: 'n1', input: { parcel_id: 'n1', customer_id: 'c' } })).toEqual({
+      ok: true,
+      record: { id: 'n1', state: 'registered', status: 'active' },
+    });
+    expect(await rt.get('parcel', 'n1')).toMatchObject({ context: { parcel_id: 'n1', customer_id: 'c', scans: 0 } });
+    // The context factory reads input.parcel_id: no input, no record.
+    const bad = await ask('parcel', { id: 'n2' });
+    expect(bad).toMatchObject({ ok: false, error: { code: 'INVALID_INPUT' } });
+    expect(bad.error?.issues).toHaveLength(1);
+    expect(await rt.get('parcel', 'n2')).toBeNull();
+    expect(await ask('parcel', { id: 'n1', input: { parcel_id: 'n1', customer_id: 'c' } })).toMatchObject({ ok: false, error: { code: 'DUPLICATE_RECORD' } });
+    expect(await ask('parcel', { ids: 'n3' })).toMatchObject({ ok: false, error: { code: 'INVALID_ARGUMENT', message: expect.stringMatching(/did you mean "id"/) } });
+    expect(await ask('parcel', ['n3'])).toMatchObject({ ok: false, error: { code: 'INVALID_ARGUMENT' } });
+    expect((await admin.query(`SELECT count(*)::int AS n FROM "${w.schema}".instances`)).rows[0].n).toBe(1);
+  });
+
   it('control messages reach a second runtime at once (its control interval is an hour)', async () => {
     const w = await world();
     const a = await w.make({ node: 'ctl-a' });
