@@ -10,6 +10,7 @@ import { createResidencyQueries } from '../db/residency-queries.js';
 import { createSupervisorQueries } from '../db/supervisor-queries.js';
 import { type Created, type CreateItem, Engine } from '../engine/engine.js';
 import { repairStateStrings } from '../engine/repair.js';
+import { checkMachineVersions } from '../engine/versions.js';
 import {
   errorMessage,
   InvalidArgumentError,
@@ -55,6 +56,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   let bus: Bus;
   try {
     await withRetry(() => migrate(resolved.db, resolved.schema));
+    await checkMachineVersions(resolved.db, resolved.schema, resolved.machines, { now: resolved.clock.now(), logger: resolved.logger });
     const repaired = await withRetry(() => repairStateStrings(resolved.db, resolved.schema, resolved.machines));
     if (repaired > 0) resolved.logger.info({ records: repaired }, 'drover: repaired state strings to the canonical order of their machines');
     bus =
