@@ -407,6 +407,17 @@ export class Engine {
     }
   }
 
+  /**
+   * After a write of this node outside the step path committed (a live migration): the
+   * queue's poller here looks now, at records and invocations, other nodes are told on the
+   * bus (the write's NOTIFY told them too), and the transitions go to the commit hook.
+   */
+  externalCommit(queue: string, messages: TransitionMessage[]): void {
+    this.pollers.get(queue)?.peerWork(null);
+    this.deps.announceWork(queue, null);
+    if (messages.length > 0) this.commits.emit(messages);
+  }
+
   /** Cancels an active record: false if it had already finished. */
   async cancel(machine: string, id: string, reason: string): Promise<boolean> {
     const { db, queries } = this.deps;

@@ -8,7 +8,9 @@ import { migrate } from '../db/migrate.js';
 import { createQueries, type InstanceRow, type Queries } from '../db/queries.js';
 import { createResidencyQueries } from '../db/residency-queries.js';
 import { createSupervisorQueries } from '../db/supervisor-queries.js';
+import { createVersionQueries } from '../db/version-queries.js';
 import { type Created, type CreateItem, Engine } from '../engine/engine.js';
+import { type MigrateOptions, type MigrateResult, type MigrationDeps, migrateRecords } from '../engine/record-migration.js';
 import { repairStateStrings } from '../engine/repair.js';
 import { checkMachineVersions } from '../engine/versions.js';
 import {
@@ -376,6 +378,25 @@ class DroverRuntime implements Runtime {
     const record = await this.get(machine, id);
     if (!record) throw new RecordNotFoundError(machine, id);
     return record;
+  }
+
+  async migrate<TFrom, TTo>(machine: string, options: MigrateOptions<TFrom, TTo>): Promise<MigrateResult> {
+    this.assertOpen();
+    this.registry.assertKnown(machine);
+    const deps: MigrationDeps = {
+      db: this.db,
+      vq: createVersionQueries(this.schema, { outbox: this.bus.outbox, channel: this.queries.channel }),
+      registry: this.registry,
+      clock: this.clock,
+      logger: this.options.logger,
+      node: this.node,
+      leaseMs: this.options.leaseMs,
+      committed: (queue, messages, spans) => {
+        this.engine.externalCommit(queue, messages);
+        for (const s of spans) this.telemetry.stateSpans(machine, options.from, s.id, s.enteredBefore, [s.transition]);
+      },
+    };
+    return migrateRecords(deps, machine, options as MigrateOptions);
   }
 
   async cancel(machine: string, id: string, reason = 'cancelled'): Promise<boolean> {

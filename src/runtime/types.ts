@@ -2,6 +2,7 @@ import type { EventObject, StateValue } from 'xstate';
 import type { TransitionFilter, TransitionMessage, Unsubscribe } from '../bus/bus.js';
 import type { Page } from '../page.js';
 import type { CallerTransaction } from '../db/database.js';
+import type { MigrateOptions, MigrateResult } from '../engine/record-migration.js';
 import type { PeriodicOptions, PeriodicRun } from '../periodic/periodic.js';
 import type { ScheduleSpec } from '../periodic/schedule.js';
 import type { RecordStatus } from '../record/step.js';
@@ -64,6 +65,7 @@ export interface CreateOptions<TInput = unknown> {
 
 export type { Page } from '../page.js';
 export type { Unsubscribe } from '../bus/bus.js';
+export type { MigrateMove, MigrateOptions, MigrateResult } from '../engine/record-migration.js';
 
 /** One record of `createMany()`: what `create()` takes, without `tx`. */
 export type CreateManyItem<TInput = unknown> = Omit<CreateOptions<TInput>, 'tx'>;
@@ -153,6 +155,21 @@ export interface Runtime {
    * @example await drover.retry('order', 'o-1'); // after fixing what made it fail
    */
   retry(machine: string, id: string, options?: { skipEvent?: boolean }): Promise<RecordView>;
+  /**
+   * Moves the live (`active`) records of version `from` to version `to`, in batches that
+   * each commit on their own (safe while nodes step: each record's write is guarded by its row
+   * version, and a record leased to a node waits for a later batch; re-running after a crash
+   * moves what is left). Every live state of `from` needs a target in `states`, else nothing
+   * moves and it rejects with `UnmappedStatesError` listing them; a target that is not a live
+   * state of `to` is an `InvalidArgumentError`. A moved record keeps its context (through
+   * `context` when given), enters its target without running entry actions, loses the `after`
+   * timers of the states it left and gets those of the states it lands in, due from now, has
+   * the invocations of those states started, and gets a history entry with `event`
+   * `{ type: 'drover.migrate', from, to }`. `dryRun: true` returns what would move and writes
+   * nothing. See docs/changing-machines.md.
+   * @example await drover.migrate('order', { from: 1, to: 2, states: { awaiting_payment: 'payment.waiting', charging: 'payment.charging' } });
+   */
+  migrate<TFrom = Record<string, unknown>, TTo = Record<string, unknown>>(machine: string, options: MigrateOptions<TFrom, TTo>): Promise<MigrateResult>;
   /** Cancels an active record: status `cancelled`, invocations stopped. False if it had already finished. */
   cancel(machine: string, id: string, reason?: string): Promise<boolean>;
   /**
