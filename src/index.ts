@@ -40,7 +40,7 @@ export type { MetricEvent, MetricStream } from './supervisor/metrics.js';
 export type { HandlerResult } from './supervisor/results.js';
 export { done, fail, none } from './supervisor/results.js';
 export type { WorkerEntry, WorkerStatus } from './supervisor/store.js';
-export type { RunRecord, Supervisor, WorkerConfig, WorkerHandle } from './supervisor/supervisor.js';
+export type { RunRecord, RunsOptions, Supervisor, WorkerConfig, WorkerHandle } from './supervisor/supervisor.js';
 export type { HandlerContext, WorkerHandler } from './supervisor/worker.js';
 export type { ResidencyProcessorOptions } from './otel/residency.js';
 export { RESIDENCY_BUCKETS, ResidencySpanProcessor } from './otel/residency.js';

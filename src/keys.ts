@@ -42,3 +42,16 @@ function editDistance(a: string, b: string): number {
   }
   return prev[b.length] as number;
 }
+
+/**
+ * The option keys of `T`, checked at compile time: every key listed is a key of `T`, and every
+ * key of `T` is listed (a missing one is a type error naming it), so a list passed to
+ * {@link rejectUnknownKeys} cannot drift from the options interface.
+ *
+ * @example const KEYS = optionKeys<WorkerConfig>()(['maxPanicAttempts', 'panicBackoff', 'record']);
+ */
+export function optionKeys<T extends object>() {
+  return <const K extends readonly (keyof T & string)[]>(
+    keys: K & ([Exclude<keyof T, K[number]>] extends [never] ? unknown : { missingKeys: Exclude<keyof T, K[number]> }),
+  ): K => keys;
+}

@@ -74,10 +74,11 @@ export function createSupervisorQueries(schema: string) {
     retryRun: `UPDATE ${s}.runs SET status = 'running', attempt = attempt + 1, finished_at = NULL, error = NULL WHERE id = $1 AND node = $2`,
     finishRun: `UPDATE ${s}.runs SET status = $2, finished_at = $3, debug = $4, error = $5::jsonb WHERE id = $1`,
     deleteRun: `DELETE FROM ${s}.runs WHERE id = $1`,
+    // A page of run records, newest first: after the keyset `before` ($2), skipping $4 rows.
     runs: `
       SELECT ${RUN_COLUMNS} FROM ${s}.runs
       WHERE worker = $1 AND ($2::bigint IS NULL OR ${s}.runs.id < $2::bigint)
-      ORDER BY ${s}.runs.id DESC LIMIT $3`,
+      ORDER BY ${s}.runs.id DESC LIMIT $3 OFFSET $4`,
     // Housekeeping.
     heartbeat: `
       INSERT INTO ${s}.nodes (id, host, pid, started_at, last_seen) VALUES ($1, $2, $3, $4, $5)

@@ -2,6 +2,7 @@ import type { Database } from '../db/database.js';
 import { backoffMs } from '../db/database.js';
 import type { SupervisorQueries } from '../db/supervisor-queries.js';
 import { DuplicateRecordError, errorMessage, InvalidArgumentError, RunTimeoutError, serializeError } from '../errors.js';
+import { optionKeys, rejectUnknownKeys } from '../keys.js';
 import type { Logger } from '../log.js';
 import { done, type HandlerResult, none } from '../supervisor/results.js';
 import { TAG } from '../supervisor/control.js';
@@ -76,9 +77,14 @@ export interface PeriodicConfig {
   backoff: { baseMs: number; maxMs: number };
 }
 
-/** Validates `runtime.periodic()` arguments. */
+const PERIODIC_KEYS = optionKeys<PeriodicOptions>()(['jitter', 'overlap', 'tags', 'catchUp', 'timeout', 'maxAttempts', 'backoff']);
+const BACKOFF_KEYS = optionKeys<NonNullable<PeriodicOptions['backoff']>>()(['base', 'max']);
+
+/** Validates `runtime.periodic()` arguments; an unknown option key is an `InvalidArgumentError`. */
 export function periodicConfig(name: string, spec: ScheduleSpec, run: PeriodicRun, options: PeriodicOptions = {}): PeriodicConfig {
   if (typeof run !== 'function') throw new InvalidArgumentError(`periodic "${name}": run must be a function`);
+  rejectUnknownKeys(options, PERIODIC_KEYS, `periodic("${name}")`);
+  rejectUnknownKeys(options.backoff, BACKOFF_KEYS, `periodic("${name}") backoff`);
   const overlap = options.overlap ?? 'skip';
   if (overlap !== 'skip' && overlap !== 'allow') throw new InvalidArgumentError(`periodic "${name}": overlap must be 'skip' or 'allow'`);
   const catchUp = options.catchUp ?? 'none';

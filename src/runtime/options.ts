@@ -11,6 +11,7 @@ import { quoteSchema } from '../db/database.js';
 import { pgDatabase } from '../db/pg.js';
 import { isPGlite, openPGlite, type PGliteLike, pgliteDatabase } from '../db/pglite.js';
 import { InvalidArgumentError } from '../errors.js';
+import { optionKeys, rejectUnknownKeys } from '../keys.js';
 import { type Logger, silentLogger } from '../log.js';
 import { type DurableMachine, isDurableMachine } from '../record/durable.js';
 import { type Clock, type Duration, parseDuration, systemClock, withTimers } from '../time.js';
@@ -110,8 +111,39 @@ const atLeast = (name: string, value: Duration, min: number) => {
   return ms;
 };
 
-/** Resolves every default in one place. */
+const RUNTIME_KEYS = optionKeys<RuntimeOptions>()([
+  'database',
+  'schema',
+  'nats',
+  'natsPrefix',
+  'stream',
+  'relayInterval',
+  'tracerProvider',
+  'meterProvider',
+  'slaInterval',
+  'machines',
+  'machinesDir',
+  'node',
+  'logger',
+  'clock',
+  'pollInterval',
+  'batchSize',
+  'concurrency',
+  'lease',
+  'shutdownGrace',
+  'inspect',
+  'controlInterval',
+  'heartbeatInterval',
+  'reaperInterval',
+  'runRetention',
+  'maxRunTime',
+]);
+const STREAM_KEYS = optionKeys<NonNullable<RuntimeOptions['stream']>>()(['name', 'duplicateWindow', 'maxAge']);
+
+/** Resolves every default in one place; an unknown option key is an `InvalidArgumentError` naming the nearest valid one. */
 export async function resolveOptions(options: RuntimeOptions): Promise<ResolvedOptions> {
+  rejectUnknownKeys(options, RUNTIME_KEYS, 'createRuntime()');
+  rejectUnknownKeys(options.stream, STREAM_KEYS, 'createRuntime() stream');
   const schema = options.schema ?? 'drover';
   quoteSchema(schema);
   const prefix = options.natsPrefix ?? 'drover';

@@ -3,6 +3,7 @@ import { type Actor, type AnyActorRef, createActor, type InspectionEvent, type O
 import type { Database } from '../db/database.js';
 import type { RunRow, SupervisorQueries } from '../db/supervisor-queries.js';
 import { DuplicateWorkerError, errorMessage, InvalidArgumentError, serializeError, WorkerNotFoundError } from '../errors.js';
+import { optionKeys, rejectUnknownKeys } from '../keys.js';
 import type { Logger } from '../log.js';
 import type { Page } from '../page.js';
 import { type Clock, type Duration, parseDuration } from '../time.js';
@@ -21,6 +22,16 @@ export interface WorkerConfig {
   panicBackoff?: Duration;
   /** Keep a run record of every call that does work (`done()`, `fail()`, a panic). Default false. */
   record?: boolean;
+}
+
+/** Options of `supervisor.runs()`. */
+export interface RunsOptions {
+  /** Keyset paging: only runs older than this one (a `next` from an earlier page). */
+  before?: string | null;
+  /** Runs per page, 1 to 1000. Default 50. */
+  limit?: number;
+  /** Offset paging: skip this many runs (after `before`, if given). Default 0. */
+  offset?: number;
 }
 
 /** The handle `add()` returns: the worker's metrics. */
@@ -79,6 +90,8 @@ interface Entry {
 }
 
 const NAME = /^[A-Za-z0-9_.-]{1,100}$/;
+const WORKER_CONFIG_KEYS = optionKeys<WorkerConfig>()(['maxPanicAttempts', 'panicBackoff', 'record']);
+const RUNS_KEYS = optionKeys<RunsOptions>()(['before', 'limit', 'offset']);
 
 const toRun = (r: RunRow): RunRecord => ({
   id: r.id,
@@ -145,11 +158,14 @@ export class Supervisor {
 
   /**
    * Registers a worker (not started: call `start(name)`, or `runtime.start()` starts all).
+   * Throws `InvalidArgumentError` for a bad name or config, an unknown config key naming the
+   * nearest valid one.
    * @example
    * drover.supervisor.add('email-send', async ({ signal }) => (await sendBatch(signal)) ? done() : none('5s'), { maxPanicAttempts: 5 });
    */
   add(name: string, handler: WorkerHandler, config: WorkerConfig = {}): WorkerHandle {
     if (typeof handler !== 'function') throw new InvalidArgumentError(`worker "${name}": handler must be a function`);
+    rejectUnknownKeys(config, WORKER_CONFIG_KEYS, `supervisor.add("${name}")`);
     return this.register(name, 'worker', handler, config);
   }
 
@@ -262,16 +278,29 @@ export class Supervisor {
   }
 
   /**
-   * Run records of a worker or periodic, newest first, a page at a time: pass `next` back as `before`.
-   * @example const { items, next } = await drover.supervisor.runs('nightly-report', { limit: 20 });
+   * Run records of a worker or periodic, newest first, a page at a time. Page by keyset (pass
+   * `next` back as `before`: stable while new runs are recorded) or by offset (`offset` rows
+   * skipped: page N is `{ offset: N * limit }`, for numbered pages). Both combine: `offset`
+   * rows are skipped after `before`. `next` is the id of the page's last item when the page
+   * is full, else null.
+   *
+   * Throws `InvalidArgumentError` for a `limit` that is not an integer from 1 to 1000, an
+   * `offset` that is not an integer >= 0, or a `before` that is not a `next` value.
+   *
+   * @example
+   * const { items, next } = await drover.supervisor.runs('nightly-report', { limit: 20 });
+   * const third = await drover.supervisor.runs('nightly-report', { limit: 20, offset: 40 });
    */
-  async runs(name: string, options: { before?: string | null; limit?: number } = {}): Promise<Page<RunRecord>> {
+  async runs(name: string, options: RunsOptions = {}): Promise<Page<RunRecord>> {
     this.deps.assertOpen();
+    rejectUnknownKeys(options, RUNS_KEYS, 'supervisor.runs()');
     const limit = options.limit ?? 50;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new InvalidArgumentError('limit must be an integer from 1 to 1000');
+    const offset = options.offset ?? 0;
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidArgumentError(`offset must be an integer >= 0 (got ${String(offset)})`);
     const before = options.before ?? null;
     if (before !== null && !/^\d{1,19}$/.test(before)) throw new InvalidArgumentError('before must be a `next` value from an earlier page');
-    const res = await this.deps.db.query<RunRow>(this.deps.sql.runs, [name, before, limit]);
+    const res = await this.deps.db.query<RunRow>(this.deps.sql.runs, [name, before, limit, offset]);
     const items = res.rows.map(toRun);
     return { items, next: items.length === limit ? (items[items.length - 1] as RunRecord).id : null };
   }
