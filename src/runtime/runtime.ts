@@ -15,7 +15,9 @@ import { repairStateStrings } from '../engine/repair.js';
 import { checkMachineVersions } from '../engine/versions.js';
 import {
   errorMessage,
+  type InputIssue,
   InvalidArgumentError,
+  InvalidInputError,
   RecordNotFoundError,
   RuntimeStoppedError,
   WaitTimeoutError,
@@ -72,8 +74,24 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   return new DroverRuntime(resolved, bus);
 }
 
+/** A typed error as a NATS reply carries it (with the validator's issues for bad input). */
+type ReplyError = { code: string; name: string; message: string; issues?: readonly InputIssue[] };
 /** The reply of `<prefix>.send.<machine>`: stored, or a typed error. */
-type SendReply = { ok: true } | { ok: false; error: { code: string; name: string; message: string } };
+type SendReply = { ok: true } | { ok: false; error: ReplyError };
+/** The reply of `<prefix>.create.<machine>`: the record created, or a typed error. */
+type CreateReply = { ok: true; record: { id: string; state: string; status: RecordStatus } } | { ok: false; error: ReplyError };
+
+function replyError(err: unknown): ReplyError {
+  const e = err as { code?: unknown; name?: unknown };
+  return {
+    code: typeof e.code === 'string' ? e.code : 'INTERNAL',
+    name: typeof e.name === 'string' ? e.name : 'Error',
+    message: errorMessage(err),
+    ...(err instanceof InvalidInputError ? { issues: err.issues } : {}),
+  };
+}
+
+const CREATE_REQUEST_KEYS = ['id', 'input', 'uniqueKey', 'priority', 'runAt'] as const;
 
 const STATUSES = new Set(['active', 'done', 'failed', 'cancelled']);
 
@@ -214,11 +232,21 @@ class DroverRuntime implements Runtime {
       await this.send(machine, id, event as DroverEvent);
       return { ok: true };
     } catch (err) {
-      const e = err as { code?: unknown; name?: unknown };
-      return {
-        ok: false,
-        error: { code: typeof e.code === 'string' ? e.code : 'INTERNAL', name: typeof e.name === 'string' ? e.name : 'Error', message: errorMessage(err) },
-      };
+      return { ok: false, error: replyError(err) };
+    }
+  }
+
+  /** Answers one `<prefix>.create.<machine>` request `{ id?, input?, uniqueKey?, priority?, runAt? }`: the reply comes once the record is stored. */
+  private async answerCreate(machine: string, body: unknown): Promise<CreateReply> {
+    try {
+      if (!body || typeof body !== 'object' || Array.isArray(body)) {
+        throw new InvalidArgumentError('the request must be a JSON object { id?, input?, uniqueKey?, priority?, runAt? }');
+      }
+      rejectUnknownKeys(body, CREATE_REQUEST_KEYS, `the ${machine} create request`);
+      const record = await this.create(machine, body as CreateOptions);
+      return { ok: true, record: { id: record.id, state: record.state, status: record.status } };
+    } catch (err) {
+      return { ok: false, error: replyError(err) };
     }
   }
 
@@ -436,6 +464,7 @@ class DroverRuntime implements Runtime {
     const pollers = await this.engine.start();
     await this.bus.start({
       send: (machine, body) => this.answerSend(machine, body),
+      create: (machine, body) => this.answerCreate(machine, body),
       control: (_op, _value, node) => {
         if (node !== this.node) this.supervisor.refreshControl();
       },
