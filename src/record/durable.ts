@@ -1,6 +1,10 @@
+import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { type AnyStateMachine, fromPromise, setup } from 'xstate';
 import { InvalidArgumentError } from '../errors.js';
+import { rejectUnknownKeys } from '../keys.js';
 import { type Duration, parseDuration } from '../time.js';
+import { checkMachine } from './check.js';
+import { isStandardSchema } from './input.js';
 
 /** How a state's residency is watched (used by the SLA watch). */
 export interface ResidencyOptions {
@@ -19,7 +23,27 @@ export interface DurableOptions {
   backoff?: Duration | { base?: Duration; max?: Duration };
   /** Residency budgets per state (read by the SLA watch). */
   residency?: Record<string, ResidencyOptions>;
+  /**
+   * Validates each record's input at `create()`, `createMany()` and over NATS: any Standard
+   * Schema validator (zod, valibot, arktype…). Input it refuses rejects with
+   * `InvalidInputError` and the validator's issues; the validator's output (transforms and
+   * defaults applied) is the input the machine starts from.
+   */
+  input?: StandardSchemaV1;
+  /** Accept a structural change of this version that strands no live record. Default false. */
+  allowChange?: boolean;
 }
+
+/** Every key of {@link DurableOptions}: `satisfies` makes a key added there and missed here a compile error. */
+const DURABLE_OPTION_KEYS = Object.keys({
+  version: true,
+  queue: true,
+  maxAttempts: true,
+  backoff: true,
+  residency: true,
+  input: true,
+  allowChange: true,
+} satisfies Record<keyof DurableOptions, true>);
 
 /** A machine wrapped by {@link durable}: what the runtime registers. */
 export interface DurableMachine<TMachine extends AnyStateMachine = AnyStateMachine> {
@@ -31,6 +55,10 @@ export interface DurableMachine<TMachine extends AnyStateMachine = AnyStateMachi
   readonly maxAttempts: number;
   readonly backoff: { baseMs: number; maxMs: number };
   readonly residency: Readonly<Record<string, ResidencyOptions>>;
+  /** The input validator (a Standard Schema), if any: see `validateInput()`. */
+  readonly input?: StandardSchemaV1;
+  /** Accept a structural change of this version that strands no live record. */
+  readonly allowChange: boolean;
   readonly machine: TMachine;
 }
 
@@ -38,12 +66,16 @@ const NAME = /^[A-Za-z0-9_-]{1,100}$/;
 
 /**
  * Makes an XState v5 machine durable: each record of it is an actor that lives in the
- * database. The machine `id` is the machine name; every invoked actor must be registered by
- * name in `setup({ actors })`, because an inline one cannot be found again after a restore.
+ * database. The machine `id` is the machine name; every invoked actor must be a promise
+ * actor registered by name in `setup({ actors })`, because an inline one cannot be found
+ * again after a restore. A machine drover cannot run faithfully is refused with a
+ * `MachineDefinitionError` naming the state and the fix (see docs/machines.md): an `after`
+ * key or a delayed `raise`/`sendTo` naming no defined delay, an invoked or spawned callback,
+ * observable, transition or machine actor, a static context that is not JSON-safe.
  *
  * @example
  * export const order = durable(setup({ actors: { charge } }).createMachine({ id: 'order', … }),
- *   { version: 1, queue: 'orders', maxAttempts: 5, backoff: '1s' });
+ *   { version: 1, queue: 'orders', maxAttempts: 5, backoff: '1s', input: z.object({ order_id: z.string() }) });
  */
 export function durable<TMachine extends AnyStateMachine>(machine: TMachine, options: DurableOptions = {}): DurableMachine<TMachine> {
   const name = machine?.id;
@@ -55,6 +87,7 @@ export function durable<TMachine extends AnyStateMachine>(machine: TMachine, opt
       `durable() needs the machine to have an id of letters, digits, "_" or "-" (got "${name}"): the id is the machine name`,
     );
   }
+  rejectUnknownKeys(options, DURABLE_OPTION_KEYS, `durable() of machine "${name}"`);
   const version = options.version ?? 1;
   if (!Number.isInteger(version) || version < 1) throw new InvalidArgumentError(`machine "${name}": version must be an integer >= 1`);
   const queue = options.queue ?? name;
@@ -63,12 +96,23 @@ export function durable<TMachine extends AnyStateMachine>(machine: TMachine, opt
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1)
     throw new InvalidArgumentError(`machine "${name}": maxAttempts must be an integer >= 1`);
   const b = options.backoff;
+  if (typeof b === 'object') rejectUnknownKeys(b, ['base', 'max'], `durable() of machine "${name}", backoff`);
   const backoff =
     b === undefined || typeof b === 'number' || typeof b === 'string'
       ? { baseMs: parseDuration(b ?? '1s'), maxMs: 3_600_000 }
       : { baseMs: parseDuration(b.base ?? '1s'), maxMs: parseDuration(b.max ?? '1h') };
-  for (const r of Object.values(options.residency ?? {})) if (r.sla !== undefined) parseDuration(r.sla);
-  checkInvokes(machine);
+  for (const [state, r] of Object.entries(options.residency ?? {})) {
+    rejectUnknownKeys(r, ['sla'], `durable() of machine "${name}", residency "${state}"`);
+    if (r.sla !== undefined) parseDuration(r.sla);
+  }
+  if (options.input !== undefined && !isStandardSchema(options.input)) {
+    throw new InvalidArgumentError(
+      `machine "${name}": input must be a Standard Schema validator (an object with "~standard" version 1, as zod, valibot and arktype schemas are), e.g. input: z.object({ … })`,
+    );
+  }
+  if (options.allowChange !== undefined && typeof options.allowChange !== 'boolean')
+    throw new InvalidArgumentError(`machine "${name}": allowChange must be true or false`);
+  checkMachine(machine);
   return Object.freeze({
     kind: 'drover.durable' as const,
     name,
@@ -77,6 +121,8 @@ export function durable<TMachine extends AnyStateMachine>(machine: TMachine, opt
     maxAttempts,
     backoff,
     residency: Object.freeze({ ...(options.residency ?? {}) }),
+    ...(options.input ? { input: options.input } : {}),
+    allowChange: options.allowChange ?? false,
     machine,
   });
 }
@@ -84,27 +130,6 @@ export function durable<TMachine extends AnyStateMachine>(machine: TMachine, opt
 /** Whether a value is a {@link DurableMachine}. */
 export function isDurableMachine(value: unknown): value is DurableMachine {
   return typeof value === 'object' && value !== null && (value as DurableMachine).kind === 'drover.durable';
-}
-
-interface StateNodeLike {
-  id: string;
-  invoke: Array<{ src: unknown; id: string }>;
-  states: Record<string, StateNodeLike>;
-}
-
-function checkInvokes(machine: AnyStateMachine): void {
-  const actors = (machine.implementations?.actors ?? {}) as Record<string, unknown>;
-  const visit = (node: StateNodeLike) => {
-    for (const inv of node.invoke ?? []) {
-      if (typeof inv.src !== 'string' || !(inv.src in actors)) {
-        throw new InvalidArgumentError(
-          `machine "${machine.id}", state "${node.id}": invoke must name an actor registered in setup({ actors }) (an inline actor cannot be found again after a restore)`,
-        );
-      }
-    }
-    for (const child of Object.values(node.states ?? {})) visit(child);
-  };
-  visit(machine.root as unknown as StateNodeLike);
 }
 
 /** What a job function gets besides its arguments. */
