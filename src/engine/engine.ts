@@ -8,11 +8,14 @@ import {
   errorMessage,
   InvalidArgumentError,
   InvalidInputError,
+  MachineDefinitionError,
   RecordNotFoundError,
   SnapshotRestoreError,
 } from '../errors.js';
 import { captureTraceparent } from '../otel/telemetry.js';
+import { jsonProblem } from '../record/check.js';
 import type { DurableMachine } from '../record/durable.js';
+import { validateInput } from '../record/input.js';
 import { restoreSnapshot } from '../record/state.js';
 import { contextIds, initialStep, nextWake } from '../record/step.js';
 import { Commits, type EngineContext, type EngineDeps } from './context.js';
@@ -63,6 +66,13 @@ function refusal(snapshot: ReturnType<typeof restoreSnapshot>, type: string, sta
   return guarded
     ? `no enabled transition for it in state "${state}" (every transition for it has a guard that refused it)`
     : `state "${state}" has no transition for it`;
+}
+
+/** A record's input through the machine's `input` validator: its output, or `InvalidInputError` with the issues. */
+async function validated(def: DurableMachine, input: unknown, item?: number): Promise<unknown> {
+  const result = await validateInput(def, input);
+  if (!result.ok) throw new InvalidInputError(def.name, result.issues, item === undefined ? {} : { item });
+  return result.value;
 }
 
 /** Records per statement of `createMany()`. */
@@ -150,6 +160,13 @@ export class Engine {
     }
     // An entry action that threw: a record that failed before it began is not stored.
     if (out.status === 'failed') throw new InvalidInputError(def.name, [{ message: out.error?.message ?? 'the initial transition failed', path: [] }]);
+    // Context goes through JSON on every step: what does not survive it is refused before it is stored.
+    const problem = jsonProblem(out.snapshot.context);
+    if (problem) {
+      throw new MachineDefinitionError(
+        `machine "${def.name}", state "${out.state}": the initial context is not JSON-safe: ${problem} (drover stores context as JSON)`,
+      );
+    }
     const wake = nextWake(out);
     const spawns =
       out.status !== 'active'
@@ -185,6 +202,7 @@ export class Engine {
   /** Creates one record; in a caller's transaction when `tx` is given. */
   async create(machine: string, item: CreateItem, tx?: CallerTransaction): Promise<Created> {
     const def = this.deps.registry.latest(machine);
+    if (def.input) item = { ...item, input: await validated(def, item.input) };
     const now = this.deps.clock.now();
     const { created, row } = this.prepareCreate(def, item, now);
     const { queries } = this.deps;
@@ -223,6 +241,12 @@ export class Engine {
     if (!Array.isArray(items)) throw new InvalidArgumentError('items must be an array of { id?, input?, runAt?, priority?, uniqueKey? }');
     const def = this.deps.registry.latest(machine);
     if (items.length === 0) return [];
+    if (def.input) {
+      // Every item is validated before anything is written: one bad input stores nothing.
+      items = await Promise.all(
+        items.map(async (item, i) => (item && typeof item === 'object' ? { ...item, input: await validated(def, item.input, i) } : item)),
+      );
+    }
     const node = tx ? '' : this.deps.node;
     let prepared: Array<{ created: Created; row: NewInstance }> = [];
     // Chunk by chunk: the next chunk's initial transitions run while the last one is written.

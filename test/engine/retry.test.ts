@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assign, fromPromise, setup } from 'xstate';
-import { createRuntime, durable, InvalidInputError, NotFailedError, type Runtime } from '../../src/index.js';
+import { createRuntime, durable, EventNotAcceptedError, InvalidInputError, NotFailedError, type Runtime, SnapshotRestoreError } from '../../src/index.js';
 import { BACKENDS, type TestBackend } from '../helpers/backends.js';
 
 // What a user fixes between a failure and its retry: the code the machine calls.
@@ -19,7 +19,12 @@ const flow = durable(
     initial: 'idle',
     context: { steps: [] },
     states: {
-      idle: { on: { go: { target: 'working', actions: ['risky', assign({ steps: ({ context }) => [...context.steps, 'go'] })] } } },
+      idle: {
+        on: {
+          go: { target: 'working', actions: ['risky', assign({ steps: ({ context }) => [...context.steps, 'go'] })] },
+          skip: { guard: ({ context }) => context.steps.length > 0, target: 'working' },
+        },
+      },
       working: { on: { finish: 'done' } },
       done: { type: 'final' },
     },
@@ -76,6 +81,8 @@ describe.each(BACKENDS)('failures and retry() on $name', ({ make }) => {
   let backend: TestBackend;
   let rt: Runtime;
   let client: Runtime;
+  const warnings: Array<{ obj: Record<string, unknown>; msg?: string }> = [];
+  const logger = { debug() {}, info() {}, error() {}, warn: (obj: object, msg?: string) => warnings.push({ obj: obj as Record<string, unknown>, msg }) };
   const stored = async (id: string) => {
     const s = `"${backend.schema}"`;
     const [i] = await backend.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.instances WHERE id = $1`, [id]);
@@ -85,7 +92,7 @@ describe.each(BACKENDS)('failures and retry() on $name', ({ make }) => {
 
   beforeAll(async () => {
     backend = await make();
-    rt = await createRuntime({ database: backend.database, schema: backend.schema, machines, pollInterval: 50 });
+    rt = await createRuntime({ database: backend.database, schema: backend.schema, machines, pollInterval: 50, logger });
     client = await createRuntime({ database: backend.database, schema: backend.schema, machines });
   });
   afterAll(async () => {
@@ -103,10 +110,16 @@ describe.each(BACKENDS)('failures and retry() on $name', ({ make }) => {
     await rt.start();
     const failed = await rt.waitFor('flow', 'f-1', { status: 'failed' }, { timeoutMs: 10_000 });
     expect(failed).toMatchObject({ state: 'idle', error: { message: 'risky is broken' } });
+    // One warn line says what failed, where and why.
+    expect(warnings.filter((w) => w.obj.id === 'f-1').map((w) => w.obj)).toEqual([
+      expect.objectContaining({ machine: 'flow', id: 'f-1', state: 'idle', event: 'go', err: 'risky is broken' }),
+    ]);
 
     fixes.actionBroken = false;
     const retried = await rt.retry('flow', 'f-1');
-    expect(retried).toMatchObject({ status: 'active', state: 'working', error: null, context: { steps: ['go'] } });
+    // The poller may already have delivered `finish` when retry() reads the record back.
+    expect(retried).toMatchObject({ error: null, context: { steps: ['go'] } });
+    expect(retried.status).not.toBe('failed');
     await rt.waitFor('flow', 'f-1', { status: 'done' }, { timeoutMs: 10_000 });
     expect(await trail(rt, 'flow', 'f-1')).toEqual([
       [null, 'idle', 'active', 'xstate.init'],
@@ -175,6 +188,13 @@ describe.each(BACKENDS)('failures and retry() on $name', ({ make }) => {
     await expect(rt.retry('flow', 'f-4', { skipEvents: true } as never)).rejects.toThrow(/did you mean "skipEvent"/);
   });
 
+  it('send() says whether the state has no transition for an event or its guards refused it', async () => {
+    await rt.create('flow', { id: 'f-5' });
+    await expect(rt.send('flow', 'f-5', { type: 'skip' })).rejects.toThrow(/no enabled transition for it in state "idle" \(every transition for it has a guard that refused it\)/);
+    await expect(rt.send('flow', 'f-5', { type: 'finish' })).rejects.toThrow(/state "idle" has no transition for it/);
+    await expect(rt.send('flow', 'f-5', { type: 'finish' })).rejects.toBeInstanceOf(EventNotAcceptedError);
+  });
+
   it('create() whose initial transition throws rejects with InvalidInputError and stores nothing', async () => {
     const err = await rt.create('picky', { id: 'bad-1', input: { n: 'three' } }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InvalidInputError);
@@ -194,5 +214,68 @@ describe.each(BACKENDS)('failures and retry() on $name', ({ make }) => {
     expect(err).toBeInstanceOf(InvalidInputError);
     expect((err as Error).message).toMatch(/^items\[1\]: /);
     for (const id of ['m-1', 'm-2', 'm-3']) expect(await stored(id)).toBe(0);
+  });
+});
+
+// A machine edited in place: `review` renamed while records wait in it.
+const docMachine = (reviewName: string) =>
+  setup({}).createMachine({
+    id: 'doc',
+    initial: 'draft',
+    states: {
+      draft: { on: { submit: reviewName } },
+      [reviewName]: { on: { approve: 'published' } },
+      published: { type: 'final' },
+    },
+  });
+
+describe.each(BACKENDS)('retry() of a snapshot that did not restore, after the machine is fixed, on $name', ({ make }) => {
+  let backend: TestBackend;
+  const open = (machine: ReturnType<typeof durable>) =>
+    createRuntime({ database: backend.database, schema: backend.schema, machines: [machine], pollInterval: 50 });
+  beforeAll(async () => {
+    backend = await make();
+  });
+  afterAll(async () => {
+    await backend.close();
+  });
+
+  it('the record fails on the edited machine, and retry() on the fixed one restores it and delivers its waiting event', async () => {
+    const original = durable(docMachine('review'));
+    const first = await open(original);
+    await first.start();
+    await first.create('doc', { id: 'd-1' });
+    await first.send('doc', 'd-1', { type: 'submit' });
+    await first.waitFor('doc', 'd-1', { state: 'review' }, { timeoutMs: 10_000 });
+    await first.stop();
+    const client = await open(original);
+    await client.send('doc', 'd-1', { type: 'approve' }); // waits in the inbox
+    await client.stop();
+
+    // A deploy that slipped past the fingerprint check (a database from before it).
+    await backend.query(`DELETE FROM "${backend.schema}".machine_versions`);
+    const edited = await open(durable(docMachine('checking')));
+    await edited.start();
+    const failed = await edited.waitFor('doc', 'd-1', { status: 'failed' }, { timeoutMs: 10_000 });
+    expect(failed.error?.message).toMatch(/does not restore/);
+    await expect(edited.retry('doc', 'd-1')).rejects.toBeInstanceOf(SnapshotRestoreError);
+    await edited.stop();
+
+    // The fix: `review` is back. No live record is stranded by the change, so allowChange takes it.
+    const fixed = await open(durable(docMachine('review'), { allowChange: true }));
+    await fixed.start();
+    try {
+      await fixed.retry('doc', 'd-1');
+      await fixed.waitFor('doc', 'd-1', { status: 'done' }, { timeoutMs: 10_000 });
+      expect(await trail(fixed, 'doc', 'd-1')).toEqual([
+        [null, 'draft', 'active', 'xstate.init'],
+        ['draft', 'review', 'active', 'submit'],
+        ['review', 'review', 'failed', 'drover.restore_failed'],
+        ['review', 'review', 'active', 'drover.retry'],
+        ['review', 'published', 'done', 'approve'],
+      ]);
+    } finally {
+      await fixed.stop();
+    }
   });
 });
