@@ -6,7 +6,8 @@ import type { MigratingRow, MovedRecord, VersionQueries } from '../db/version-qu
 import { errorMessage, InvalidArgumentError, UnmappedStatesError } from '../errors.js';
 import { rejectUnknownKeys } from '../keys.js';
 import type { Logger } from '../log.js';
-import { jsonProblem, type Landing, land, StateMap } from '../record/migration.js';
+import { jsonProblem } from '../record/check.js';
+import { type Landing, land, StateMap } from '../record/migration.js';
 import type { MachineRegistry } from '../record/registry.js';
 import { contextIds, nextWake, type Timer, type TransitionRow } from '../record/step.js';
 import type { Clock } from '../time.js';

@@ -213,25 +213,3 @@ export function land(to: DurableMachine, value: StateValue, context: unknown, ev
   const restored = restoreSnapshot(machine, persisted);
   return { snapshot: persisted, state: stateString(restored.value, machine), timers: [...timers.values()], spawns };
 }
-
-/** Why a value is not JSON that comes back as it went in (undefined: it is). Undefined object fields are dropped, as JSON does. */
-export function jsonProblem(value: unknown, path = 'context'): string | undefined {
-  if (value === null || typeof value === 'string' || typeof value === 'boolean') return undefined;
-  if (typeof value === 'number') return Number.isFinite(value) ? undefined : `${path} is ${value}`;
-  if (typeof value !== 'object') return `${path} is ${typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`}`;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const p = jsonProblem(value[i], `${path}[${i}]`);
-      if (p) return p;
-    }
-    return undefined;
-  }
-  const proto = Object.getPrototypeOf(value);
-  if (proto !== Object.prototype && proto !== null) return `${path} is a ${(value as object).constructor?.name ?? 'non-plain object'}`;
-  for (const [key, v] of Object.entries(value)) {
-    if (v === undefined) continue;
-    const p = jsonProblem(v, `${path}.${key}`);
-    if (p) return p;
-  }
-  return undefined;
-}

@@ -259,7 +259,7 @@ describe.each(BACKENDS)('migrate() on $name', ({ make }) => {
     await seed({ a: [], b: ['submit'] });
     const rt = await open([v1, v2]);
     await expect(rt.migrate('mig', { from: 1, to: 2, states: MAP, context: () => ({ big: 10n }) as never })).rejects.toThrow(
-      /not JSON: context\.big is a bigint/,
+      /not JSON: context\.big is a BigInt/,
     );
     expect((await rows()).map((r) => r.version)).toEqual([1, 1]);
     const result = await rt.migrate<{ id: string; n: number }, V2Context>('mig', {
