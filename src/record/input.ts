@@ -1,6 +1,5 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { InputIssue } from '../errors.js';
-import type { DurableMachine } from './durable.js';
 
 /** The outcome of {@link validateInput}: the (possibly transformed) input, or the validator's issues. */
 export type InputValidation = { ok: true; value: unknown } | { ok: false; issues: InputIssue[] };
@@ -16,7 +15,7 @@ export type InputValidation = { ok: true; value: unknown } | { ok: false; issues
  * const checked = await validateInput(order, { qty: '3' });
  * if (!checked.ok) throw new InvalidInputError(order.name, checked.issues);
  */
-export async function validateInput(def: DurableMachine, input: unknown): Promise<InputValidation> {
+export async function validateInput(def: { readonly input?: StandardSchemaV1 | undefined }, input: unknown): Promise<InputValidation> {
   if (!def.input) return { ok: true, value: input };
   const result = await def.input['~standard'].validate(input);
   // The spec: a falsy `issues` means success.
