@@ -4,7 +4,7 @@ import { createRuntime, durable, EventNotAcceptedError, InvalidInputError, NotFa
 import { BACKENDS, type TestBackend } from '../helpers/backends.js';
 
 // What a user fixes between a failure and its retry: the code the machine calls.
-const fixes = { actionBroken: true, chargeFailuresLeft: 0 };
+const fixes = { actionBroken: true, chargeFailuresLeft: 0, chargeInputs: [] as unknown[] };
 
 const flow = durable(
   setup({
@@ -34,7 +34,8 @@ const flow = durable(
 const payment = durable(
   setup({
     actors: {
-      charge: fromPromise(async () => {
+      charge: fromPromise(async ({ input }: { input: { amount: number } }) => {
+        fixes.chargeInputs.push(input);
         if (fixes.chargeFailuresLeft > 0) {
           fixes.chargeFailuresLeft -= 1;
           throw new Error('card declined');
@@ -46,7 +47,7 @@ const payment = durable(
     id: 'payment',
     initial: 'charging',
     states: {
-      charging: { invoke: { id: 'charge', src: 'charge', onDone: 'paid' } },
+      charging: { invoke: { id: 'charge', src: 'charge', input: () => ({ amount: 7 }), onDone: 'paid' } },
       paid: { type: 'final' },
     },
   }),
@@ -163,6 +164,7 @@ describe.each(BACKENDS)('failures and retry() on $name', ({ make }) => {
   it('a failed invocation gets a fresh attempt budget; get().attempt counts every failed attempt', async () => {
     // Two attempts fail (the budget), then one more after the retry, then it succeeds.
     fixes.chargeFailuresLeft = 3;
+    fixes.chargeInputs = [];
     await rt.create('payment', { id: 'p-1' });
     const failed = await rt.waitFor('payment', 'p-1', { status: 'failed' }, { timeoutMs: 10_000 });
     expect(failed).toMatchObject({ state: 'charging', attempt: 2, error: { message: 'card declined' } });
@@ -173,6 +175,8 @@ describe.each(BACKENDS)('failures and retry() on $name', ({ make }) => {
     // One failed attempt of the fresh budget (not 3: the count started again).
     expect(paid).toMatchObject({ state: 'paid', attempt: 1 });
     expect(fixes.chargeFailuresLeft).toBe(0);
+    // The retried invocation got the input XState gave it when the state was entered.
+    expect(fixes.chargeInputs).toEqual([{ amount: 7 }, { amount: 7 }, { amount: 7 }, { amount: 7 }]);
     expect(await trail(rt, 'payment', 'p-1')).toEqual([
       [null, 'charging', 'active', 'xstate.init'],
       ['charging', 'charging', 'failed', 'xstate.error.actor.charge'],
