@@ -13,6 +13,7 @@ import { isPGlite, openPGlite, type PGliteLike, pgliteDatabase } from '../db/pgl
 import { InvalidArgumentError } from '../errors.js';
 import { optionKeys, rejectUnknownKeys } from '../keys.js';
 import { type Logger, silentLogger } from '../log.js';
+import type { Retention } from '../engine/prune.js';
 import { type DurableMachine, isDurableMachine } from '../record/durable.js';
 import { type Clock, type Duration, parseDuration, systemClock, withTimers } from '../time.js';
 
@@ -68,6 +69,16 @@ export interface RuntimeOptions {
   reaperInterval?: Duration;
   /** How long run records are kept. Default 7d. */
   runRetention?: Duration;
+  /**
+   * How long finished records and history are kept; housekeeping prunes the rest every
+   * `reaperInterval` (see `prune()`). `false` or `null` keeps that kind forever.
+   * - `finished` (default 7d): done and cancelled records, counted from when they finished,
+   *   deleted with their history, inbox, invocations and SLA breaches.
+   * - `failed` (default `false`, kept for `retry()`): failed records, the same way.
+   * - `history` (default 30d): history rows of any record, its creation and latest entries excepted.
+   * A transition not yet published to NATS is never pruned.
+   */
+  retention?: { finished?: Duration | false | null; failed?: Duration | false | null; history?: Duration | false | null };
   /** After this long the runtime drains by itself and `done` resolves (for process managers that recycle workers). */
   maxRunTime?: Duration;
 }
@@ -90,6 +101,7 @@ export interface ResolvedOptions {
   heartbeatIntervalMs: number;
   reaperIntervalMs: number;
   runRetentionMs: number;
+  retention: Retention;
   maxRunTimeMs: number | undefined;
   nats: NatsSource | undefined;
   natsSettings: NatsSettings;
@@ -136,9 +148,33 @@ const RUNTIME_KEYS = optionKeys<RuntimeOptions>()([
   'heartbeatInterval',
   'reaperInterval',
   'runRetention',
+  'retention',
   'maxRunTime',
 ]);
 const STREAM_KEYS = optionKeys<NonNullable<RuntimeOptions['stream']>>()(['name', 'duplicateWindow', 'maxAge']);
+const RETENTION_KEYS = optionKeys<NonNullable<RuntimeOptions['retention']>>()(['finished', 'failed', 'history']);
+
+/** One retention period: `false`/`null` keeps forever, `undefined` takes the default. */
+const keptFor = (name: string, value: Duration | false | null | undefined, fallback: Duration | null): number | null => {
+  if (value === false || value === null) return null;
+  if (value === undefined) return fallback === null ? null : parseDuration(fallback);
+  if (typeof value !== 'number' && typeof value !== 'string') {
+    throw new InvalidArgumentError(`${name} must be a duration (30s, 7d, PT1H or milliseconds), false or null`);
+  }
+  return atLeast(name, value, 1000);
+};
+
+function resolveRetention(retention: RuntimeOptions['retention']): Retention {
+  if (retention !== undefined && (retention === null || typeof retention !== 'object' || Array.isArray(retention))) {
+    throw new InvalidArgumentError('retention must be an object { finished?, failed?, history? }');
+  }
+  rejectUnknownKeys(retention, RETENTION_KEYS, 'createRuntime() retention');
+  return {
+    finishedMs: keptFor('retention.finished', retention?.finished, '7d'),
+    failedMs: keptFor('retention.failed', retention?.failed, null),
+    historyMs: keptFor('retention.history', retention?.history, '30d'),
+  };
+}
 
 /** Resolves every default in one place; an unknown option key is an `InvalidArgumentError` naming the nearest valid one. */
 export async function resolveOptions(options: RuntimeOptions): Promise<ResolvedOptions> {
@@ -179,6 +215,7 @@ export async function resolveOptions(options: RuntimeOptions): Promise<ResolvedO
     heartbeatIntervalMs: atLeast('heartbeatInterval', options.heartbeatInterval ?? '5s', 10),
     reaperIntervalMs: atLeast('reaperInterval', options.reaperInterval ?? '1m', 10),
     runRetentionMs: atLeast('runRetention', options.runRetention ?? '7d', 1000),
+    retention: resolveRetention(options.retention),
     maxRunTimeMs: options.maxRunTime === undefined ? undefined : atLeast('maxRunTime', options.maxRunTime, 1),
     nats,
     natsSettings: {

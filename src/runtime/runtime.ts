@@ -6,11 +6,13 @@ import { createRelay } from '../bus/relay.js';
 import { type CallerTransaction, type Database, withRetry } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
 import { createQueries, type InstanceRow, type Queries } from '../db/queries.js';
+import { createPruneQueries, type PruneQueries } from '../db/prune-queries.js';
 import { createResidencyQueries } from '../db/residency-queries.js';
 import { createSupervisorQueries } from '../db/supervisor-queries.js';
 import { createVersionQueries } from '../db/version-queries.js';
 import { type Created, type CreateItem, Engine } from '../engine/engine.js';
 import { type MigrateOptions, type MigrateResult, type MigrationDeps, migrateRecords } from '../engine/record-migration.js';
+import { prune, type PruneResult } from '../engine/prune.js';
 import { repairStateStrings } from '../engine/repair.js';
 import { checkMachineVersions } from '../engine/versions.js';
 import {
@@ -111,6 +113,7 @@ class DroverRuntime implements Runtime {
   private readonly telemetry: Telemetry;
   private readonly rq: ReturnType<typeof createResidencyQueries>;
   private readonly sq: ReturnType<typeof createSupervisorQueries>;
+  private readonly pq: PruneQueries;
   private unobserve: (() => void) | undefined;
   readonly supervisor: Supervisor;
   readonly done: Promise<void> = new Promise((resolve) => {
@@ -128,6 +131,7 @@ class DroverRuntime implements Runtime {
     this.queries = createQueries(options.schema, { outbox: bus.outbox });
     this.rq = createResidencyQueries(options.schema);
     this.sq = createSupervisorQueries(options.schema);
+    this.pq = createPruneQueries(options.schema);
     this.telemetry = new Telemetry({ tracerProvider: options.tracerProvider, meterProvider: options.meterProvider });
     this.registry = new MachineRegistry(options.machines);
     this.engine = new Engine({
@@ -180,6 +184,14 @@ class DroverRuntime implements Runtime {
       const worker = this.supervisor.addHousekeeping('drover.relay', () => relay.handler());
       this.engine.onCommitted(() => worker.wake());
     }
+    const { finishedMs, failedMs, historyMs } = options.retention;
+    if (finishedMs !== null || failedMs !== null || historyMs !== null) {
+      // Every node runs it: the statements skip rows another node is deleting.
+      this.supervisor.addEvery('drover.retention', options.reaperIntervalMs, async () => {
+        const pruned = await this.runPrune();
+        if (pruned.records > 0 || pruned.transitions > 0) options.logger.info({ ...pruned }, 'drover: pruned past retention');
+      });
+    }
     const budgets = slaBudgets(options.machines);
     if (budgets.length > 0) {
       this.supervisor.addEvery('drover.sla', options.slaIntervalMs, async () => {
@@ -221,6 +233,15 @@ class DroverRuntime implements Runtime {
     for (const n of now.rows) row(n.state).count = n.count;
     for (const st of stays.rows) Object.assign(row(st.state), { stays: st.stays, p50: st.p50, p95: st.p95, p99: st.p99, max: st.max });
     return [...rows.values()].sort((a, b) => a.state.localeCompare(b.state));
+  }
+
+  async prune(): Promise<PruneResult> {
+    this.assertOpen();
+    return this.runPrune();
+  }
+
+  private runPrune(): Promise<PruneResult> {
+    return prune({ db: this.db, sql: this.pq, now: this.clock.now(), retention: this.options.retention });
   }
 
   /** Answers one `<prefix>.send.<machine>` request: the reply comes once the event is stored. */

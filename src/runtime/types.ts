@@ -2,6 +2,7 @@ import type { EventObject, StateValue } from 'xstate';
 import type { TransitionFilter, TransitionMessage, Unsubscribe } from '../bus/bus.js';
 import type { Page } from '../page.js';
 import type { CallerTransaction } from '../db/database.js';
+import type { PruneResult } from '../engine/prune.js';
 import type { MigrateOptions, MigrateResult } from '../engine/record-migration.js';
 import type { PeriodicOptions, PeriodicRun } from '../periodic/periodic.js';
 import type { ScheduleSpec } from '../periodic/schedule.js';
@@ -66,6 +67,7 @@ export interface CreateOptions<TInput = unknown> {
 export type { Page } from '../page.js';
 export type { Unsubscribe } from '../bus/bus.js';
 export type { MigrateMove, MigrateOptions, MigrateResult } from '../engine/record-migration.js';
+export type { PruneResult } from '../engine/prune.js';
 
 /** One record of `createMany()`: what `create()` takes, without `tx`. */
 export type CreateManyItem<TInput = unknown> = Omit<CreateOptions<TInput>, 'tx'>;
@@ -194,6 +196,16 @@ export interface Runtime {
    * @example for (const r of await drover.residency('order', { since: Date.now() - 3_600_000 })) console.log(r.state, r.count, r.p95);
    */
   residency(machine: string, options?: { since?: Date | number }): Promise<ResidencyRow[]>;
+  /**
+   * Prunes now what `retention` no longer keeps (housekeeping does the same on every node
+   * every `reaperInterval`): finished records past `retention.finished` with their history,
+   * inbox, invocations and SLA breaches, and history rows past `retention.history`. Runs in
+   * batches of 1,000 rows; never deletes a transition still waiting in the NATS outbox.
+   * Resolves to what it deleted.
+   *
+   * @example const { records, transitions } = await drover.prune();
+   */
+  prune(): Promise<PruneResult>;
   /** Nodes whose heartbeat is recent (within three heartbeat intervals). */
   nodes(): Promise<NodeInfo[]>;
   /**

@@ -1,0 +1,63 @@
+import type { Database } from '../db/database.js';
+import type { PruneQueries } from '../db/prune-queries.js';
+
+/** Retention as resolved: milliseconds, or `null` for kept forever. */
+export interface Retention {
+  /** Done and cancelled records, by the time they finished. */
+  finishedMs: number | null;
+  /** Failed records (kept for `retry()`); `null` by default. */
+  failedMs: number | null;
+  /** History rows of any record, its creation entry and latest entry excepted. */
+  historyMs: number | null;
+}
+
+/** What a prune deleted: whole records (with their history), and history rows in all. */
+export interface PruneResult {
+  /** Finished records deleted, with their history, inbox, invocations and SLA breaches. */
+  records: number;
+  /** History rows deleted: those of the records above and old ones of records kept. */
+  transitions: number;
+}
+
+/** Rows per statement: small enough that no statement holds locks or bloats WAL for long. */
+export const PRUNE_BATCH = 1000;
+
+/**
+ * Prunes what retention no longer keeps, in batches of `batch` rows per statement, each its
+ * own transaction, looping until a batch comes back short. Safe on every node at once: the
+ * statements skip rows another node holds.
+ */
+export async function prune(deps: { db: Database; sql: PruneQueries; now: number; retention: Retention; batch?: number }): Promise<PruneResult> {
+  const { db, sql, now, retention } = deps;
+  const limit = deps.batch ?? PRUNE_BATCH;
+  const total: PruneResult = { records: 0, transitions: 0 };
+  const rounds: ['done' | 'failed' | 'cancelled', number | null][] = [
+    ['done', retention.finishedMs],
+    ['cancelled', retention.finishedMs],
+    ['failed', retention.failedMs],
+  ];
+  for (const [status, ms] of rounds) {
+    if (ms === null) continue;
+    const before = new Date(now - ms);
+    for (;;) {
+      const n = await sql.finishedRecords(db, { status, before, limit });
+      total.records += n.records;
+      total.transitions += n.transitions;
+      if (n.records < limit) break;
+      await yieldToLoop();
+    }
+  }
+  if (retention.historyMs !== null) {
+    const before = new Date(now - retention.historyMs);
+    for (;;) {
+      const n = await sql.oldHistory(db, { before, limit });
+      total.transitions += n;
+      if (n < limit) break;
+      await yieldToLoop();
+    }
+  }
+  return total;
+}
+
+/** Lets the poller and the API run between batches (PGlite serialises every statement). */
+const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
