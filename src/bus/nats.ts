@@ -1,5 +1,24 @@
-import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
-import { connect, headers, type Msg, type NatsConnection, type NodeConnectionOptions, nanos, type Subscription } from '@nats-io/transport-node';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+} from '@nats-io/jetstream';
+import {
+  connect,
+  headers,
+  InvalidArgumentError as NatsInvalidArgumentError,
+  InvalidSubjectError as NatsInvalidSubjectError,
+  type Msg,
+  type NatsConnection,
+  type NodeConnectionOptions,
+  nanos,
+  type Subscription,
+} from '@nats-io/transport-node';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import {
@@ -30,6 +49,14 @@ export interface NatsSettings {
 export interface PublishedTransition extends TransitionMessage {
   traceparent: string | null;
 }
+
+/**
+ * What became of one transition given to {@link NatsBus.publishTransitions}. Not `ok`:
+ * `refused` when the client refused the message itself before sending it (a header value with
+ * CR/LF, a subject it cannot carry), so publishing it again fails again; `streamMissing` when
+ * nothing answered on the subject (no stream takes it: deleted, or a server with an empty store).
+ */
+export type PublishResult = { ok: true } | { ok: false; refused: boolean; streamMissing: boolean; error: unknown };
 
 /** One state string as one subject token: `.`, `*`, `>` and white space become `_`. */
 export function subjectToken(state: string): string {
@@ -133,28 +160,56 @@ export class NatsBus implements Bus {
   }
 
   /**
-   * Publishes transitions in the given order and waits for every ack. `Nats-Msg-Id` is
-   * `<machine>:<id>:<seq>`, so a re-publish after a crash is dropped by the stream.
+   * Re-creates the stream if it is gone (deleted, or the server restarted with an empty store);
+   * true when it did, and then it logs so once. A stream that exists is left as it is.
    */
-  async publishTransitions(rows: PublishedTransition[], timeoutMs = 2000): Promise<void> {
+  async restoreStream(): Promise<boolean> {
+    try {
+      await this.jsm.streams.info(this.settings.stream);
+      return false;
+    } catch (err) {
+      if (!/stream not found/i.test(errorMessage(err))) throw err;
+    }
+    await this.ensureStream();
+    this.logger.warn({ stream: this.settings.stream }, `drover: stream ${this.settings.stream} was missing, re-created`);
+    return true;
+  }
+
+  /**
+   * Publishes transitions in the given order and waits for every ack; resolves to one
+   * {@link PublishResult} per transition, in the same order, and never rejects. `Nats-Msg-Id`
+   * is `<machine>:<id>:<seq>`, so a re-publish after a crash is dropped by the stream.
+   */
+  async publishTransitions(rows: PublishedTransition[], timeoutMs = 2000): Promise<PublishResult[]> {
     const max = this.nc.info?.max_payload ?? 1024 * 1024;
-    const acks = rows.map((t) => {
-      const h = headers();
-      if (t.traceparent) h.set('traceparent', t.traceparent);
-      let payload = JSON.stringify(t);
-      // A transition larger than the server takes would block the outbox forever: publish it
-      // without the event's fields and ids (marked `truncated`); the full row stays in history().
-      if (Buffer.byteLength(payload) > max - 4096) {
-        payload = JSON.stringify({ ...t, event: { type: t.event.type }, ids: {}, truncated: true });
-        this.logger.warn({ machine: t.machine, id: t.id, seq: t.seq }, 'drover: transition too large for NATS, published without its event fields');
+    const acks = rows.map(async (t): Promise<PublishResult> => {
+      try {
+        const h = headers();
+        if (t.traceparent) h.set('traceparent', t.traceparent);
+        let payload = JSON.stringify(t);
+        // A transition larger than the server takes would block the outbox forever: publish it
+        // without the event's fields and ids (marked `truncated`); the full row stays in history().
+        if (Buffer.byteLength(payload) > max - 4096) {
+          payload = JSON.stringify({ ...t, event: { type: t.event.type }, ids: {}, truncated: true });
+          this.logger.warn({ machine: t.machine, id: t.id, seq: t.seq }, 'drover: transition too large for NATS, published without its event fields');
+        }
+        await this.js.publish(this.subject('transition', t.machine, subjectToken(t.to)), payload, {
+          msgID: `${t.machine}:${t.id}:${t.seq}`,
+          headers: h,
+          timeout: timeoutMs,
+        });
+        return { ok: true };
+      } catch (error) {
+        // The client checks headers, subject and size before anything is sent: those depend on
+        // the message alone. Anything else (timeout, disconnect, a stream error) may pass.
+        const refused = error instanceof NatsInvalidArgumentError || error instanceof NatsInvalidSubjectError;
+        // The client reports "no responders" on a JetStream subject as JetStreamNotEnabled
+        // (@nats-io/jetstream 3.4), which does not export the class: match its name.
+        const streamMissing = error instanceof Error && error.name === 'JetStreamNotEnabled';
+        return { ok: false, refused, streamMissing, error };
       }
-      return this.js.publish(this.subject('transition', t.machine, subjectToken(t.to)), payload, {
-        msgID: `${t.machine}:${t.id}:${t.seq}`,
-        headers: h,
-        timeout: timeoutMs,
-      });
     });
-    await Promise.all(acks);
+    return Promise.all(acks);
   }
 
   /**

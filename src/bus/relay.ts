@@ -1,18 +1,39 @@
 import type { Database } from '../db/database.js';
 import { backoffMs } from '../db/database.js';
-import { createOutboxQueries } from '../db/outbox-queries.js';
+import { createOutboxQueries, type OutboxRow, type ParkedRow, type PublishError } from '../db/outbox-queries.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { done, type HandlerResult, none } from '../supervisor/results.js';
 import type { Clock } from '../time.js';
 import type { NatsBus } from './nats.js';
 
+/** What one relay pass did. */
+export interface RelayPass {
+  /** Rows read from the outbox (at most the batch size). */
+  read: number;
+  /** Rows published and marked. */
+  published: number;
+  /** Rows parked: NATS refused the message itself. */
+  parked: number;
+  /** The stream was missing and this pass re-created it; the rows it could not publish wait for the next pass. */
+  recreated: boolean;
+  /** Why some rows were neither published nor parked (NATS away, a timeout); they stay in the outbox. */
+  failure?: unknown;
+}
+
+/** The error as stored in `transitions.publish_error`. */
+function publishError(err: unknown): PublishError {
+  return { name: err instanceof Error ? err.name : 'Error', message: errorMessage(err) };
+}
+
 /**
  * The outbox relay: publishes committed transition rows to JetStream in id order, then marks
  * them published, all inside one transaction that holds an advisory lock, so one relay in the
  * fleet publishes at a time and each record's transitions go out in commit order. A crash
  * between publish and mark re-publishes the batch; the stream drops the duplicates by
- * `Nats-Msg-Id`. NATS down: the publish fails, nothing is marked, the outbox waits.
+ * `Nats-Msg-Id`. NATS down: the publish fails, the rows acked before are marked, the rest waits.
+ * A row NATS refuses outright is parked with its error, so it never holds up the others; a
+ * missing stream is re-created.
  */
 export function createRelay(deps: {
   db: Database;
@@ -29,16 +50,17 @@ export function createRelay(deps: {
   const batch = deps.batchSize ?? 256;
   const lockKey = `drover.relay.${deps.schema}`;
 
-  /** One pass; returns how many rows it published, or null when another node's relay holds the lock. */
-  async function relayOnce(): Promise<number | null> {
+  /** One pass, or null when another node's relay holds the lock. Rejects only when nothing could be done (NATS disconnected, the database away). */
+  async function relayOnce(): Promise<RelayPass | null> {
     if (!deps.bus.connected) throw new Error('NATS is disconnected');
     return deps.db.transaction(async (tx) => {
       if (!(await sql.tryLock(tx, { key: lockKey }))) return null;
       // A mark lost in a crash only re-publishes, which the stream drops: no need to wait for the WAL flush.
       if (deps.db.kind === 'pg') await sql.commitWithoutFlush(tx);
       const rows = await sql.unpublished(tx, { limit: batch });
-      if (rows.length === 0) return 0;
-      await deps.bus.publishTransitions(
+      const pass: RelayPass = { read: rows.length, published: 0, parked: 0, recreated: false };
+      if (rows.length === 0) return pass;
+      const results = await deps.bus.publishTransitions(
         rows.map((r) => ({
           id: r.instance_id,
           machine: r.machine,
@@ -53,8 +75,37 @@ export function createRelay(deps: {
           traceparent: r.traceparent,
         })),
       );
-      await sql.markPublished(tx, { ids: rows.map((r) => r.tid), at: new Date(deps.clock.now()) });
-      return rows.length;
+      const now = new Date(deps.clock.now());
+      const acked: string[] = [];
+      let streamMissing = false;
+      for (const [i, result] of results.entries()) {
+        const row = rows[i] as OutboxRow;
+        if (result.ok) {
+          acked.push(row.tid);
+        } else if (result.refused) {
+          // Publishing it again would fail again and hold the outbox forever: park it, once.
+          await sql.park(tx, { id: row.tid, at: now, error: publishError(result.error) });
+          pass.parked += 1;
+          deps.logger.warn(
+            { machine: row.machine, id: row.instance_id, seq: row.seq, err: errorMessage(result.error) },
+            'drover: transition cannot be published; parked, the rest of the outbox goes on',
+          );
+        } else {
+          pass.failure ??= result.error;
+          streamMissing ||= result.streamMissing;
+        }
+      }
+      // Acks already received stay recorded even when later rows failed: they are not re-published.
+      if (acked.length > 0) pass.published = await sql.markPublished(tx, { ids: acked, at: now });
+      if (streamMissing) {
+        try {
+          pass.recreated = await deps.bus.restoreStream();
+          if (pass.recreated) delete pass.failure;
+        } catch (err) {
+          pass.failure = err; // JetStream really away: the marks above still commit
+        }
+      }
+      return pass;
     });
   }
 
@@ -64,11 +115,12 @@ export function createRelay(deps: {
     async handler(): Promise<HandlerResult> {
       const wait = retryAt - deps.clock.now();
       if (failures > 0 && wait > 0) return none(wait);
-      let n: number | null;
+      let pass: RelayPass | null;
       try {
-        n = await relayOnce();
+        pass = await relayOnce();
+        if (pass?.failure !== undefined) throw pass.failure;
       } catch (err) {
-        // NATS or the database is away: nothing was marked; back off and try again.
+        // NATS or the database is away: what was not acked is not marked; back off and try again.
         failures += 1;
         if (failures === 1 || failures % 20 === 0) {
           deps.logger.warn({ err: errorMessage(err), failures }, 'drover: outbox relay cannot publish; transitions wait in the outbox');
@@ -79,8 +131,13 @@ export function createRelay(deps: {
       }
       if (failures > 0) deps.logger.info({ failures }, 'drover: outbox relay publishing again');
       failures = 0;
-      if (n === null) return none(Math.min(100, deps.idleMs)); // another node relays; look again soon
-      return n === batch ? done() : none(deps.idleMs);
+      if (pass === null) return none(Math.min(100, deps.idleMs)); // another node relays; look again soon
+      return pass.read === batch || pass.recreated ? done() : none(deps.idleMs);
+    },
+    /** Parked transitions (oldest first, up to `limit`) and how many there are in all, for the operator. */
+    async parked(limit = 100): Promise<{ count: number; rows: ParkedRow[] }> {
+      const [count, rows] = [await sql.parkedCount(deps.db), await sql.parked(deps.db, { limit })];
+      return { count, rows };
     },
   };
 }

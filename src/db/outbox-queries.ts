@@ -19,13 +19,38 @@ export interface OutboxRow {
   traceparent: string | null;
 }
 
+/** Why the relay could not publish a transition, as stored in `transitions.publish_error`. */
+export interface PublishError {
+  /** The error's class name, e.g. `InvalidArgumentError`. */
+  name: string;
+  message: string;
+}
+
+/** A transition the relay parked (`parked_at` set, never published): NATS refused the message itself. */
+export interface ParkedRow {
+  /** The row's bigint id, as text. */
+  tid: string;
+  machine: string;
+  instance_id: string;
+  seq: number;
+  to_state: string;
+  at: Date;
+  parked_at: Date;
+  publish_error: PublishError;
+}
+
 /** The outbox relay's statements, built once per schema. Each runs on the relay's transaction. */
 export function createOutboxQueries(schema: string) {
   const s = quoteSchema(schema);
   const unpublishedSql = `
     SELECT id::text AS tid, machine, instance_id, version, seq, from_state, to_state, status, event, at, ids, traceparent
-    FROM ${s}.transitions WHERE published_at IS NULL ORDER BY id LIMIT $1`;
+    FROM ${s}.transitions WHERE published_at IS NULL AND parked_at IS NULL ORDER BY id LIMIT $1`;
   const markPublishedSql = `UPDATE ${s}.transitions SET published_at = $2 WHERE id = ANY($1::bigint[])`;
+  const parkSql = `UPDATE ${s}.transitions SET parked_at = $2, publish_error = $3 WHERE id = $1 AND published_at IS NULL`;
+  const parkedSql = `
+    SELECT id::text AS tid, machine, instance_id, seq, to_state, at, parked_at, publish_error
+    FROM ${s}.transitions WHERE published_at IS NULL AND parked_at IS NOT NULL ORDER BY id LIMIT $1`;
+  const parkedCountSql = `SELECT count(*)::int AS n FROM ${s}.transitions WHERE published_at IS NULL AND parked_at IS NOT NULL`;
 
   return {
     /** Takes the transaction-scoped advisory lock `key`; false when another transaction holds it. */
@@ -39,7 +64,7 @@ export function createOutboxQueries(schema: string) {
       await tx.query('SET LOCAL synchronous_commit = off');
     },
 
-    /** Up to `limit` unpublished transitions, oldest commit first. */
+    /** Up to `limit` unpublished transitions that are not parked, oldest commit first. */
     async unpublished(tx: Queryable, args: { limit: number }): Promise<OutboxRow[]> {
       return (await tx.query<OutboxRow>(unpublishedSql, [args.limit])).rows;
     },
@@ -47,6 +72,24 @@ export function createOutboxQueries(schema: string) {
     /** Marks the rows `ids` (from {@link OutboxRow.tid}) published at `at`; resolves to how many it marked. */
     async markPublished(tx: Queryable, args: { ids: string[]; at: Date }): Promise<number> {
       return (await tx.query(markPublishedSql, [args.ids, args.at])).rowCount;
+    },
+
+    /** Parks the row `id`: the relay reads past it from now on; `error` says why it could not be published. */
+    async park(tx: Queryable, args: { id: string; at: Date; error: PublishError }): Promise<void> {
+      await tx.query(parkSql, [args.id, args.at, JSON.stringify(args.error)]);
+    },
+
+    /**
+     * Up to `limit` parked transitions, oldest first: what the operator API and `drover status`
+     * show. Runs on any connection (served by the partial index `transitions_parked`).
+     */
+    async parked(q: Queryable, args: { limit: number }): Promise<ParkedRow[]> {
+      return (await q.query<ParkedRow>(parkedSql, [args.limit])).rows;
+    },
+
+    /** How many transitions are parked. */
+    async parkedCount(q: Queryable): Promise<number> {
+      return (await q.query<{ n: number }>(parkedCountSql)).rows[0]?.n ?? 0;
     },
   };
 }
