@@ -22,6 +22,8 @@ export interface EngineDeps {
   /** How long `drain()` waits for running invocations. */
   shutdownGraceMs: number;
   telemetry: Telemetry;
+  /** The largest serialised event or input, in bytes (the runtime option `maxPayload`). Default 1 MiB. */
+  maxPayload?: number;
   /**
    * Tells the other nodes that `queue` has work, due at `at` (null: now), after a write of
    * this node outside a caller's transaction (a caller's commit NOTIFYs every node itself).

@@ -16,6 +16,7 @@ import { captureTraceparent } from '../otel/telemetry.js';
 import { jsonProblem } from '../record/check.js';
 import type { DurableMachine } from '../record/durable.js';
 import { validateInput } from '../record/input.js';
+import { checkLookup, checkNewId, checkText, DEFAULT_MAX_PAYLOAD, serialised, serialisedEvent } from '../record/payload.js';
 import { restoreSnapshot } from '../record/state.js';
 import { contextIds, initialStep, nextWake } from '../record/step.js';
 import { Commits, type EngineContext, type EngineDeps } from './context.js';
@@ -75,6 +76,10 @@ async function validated(def: DurableMachine, input: unknown, item?: number): Pr
   return result.value;
 }
 
+/** PostgreSQL's int4, the type of `priority`. */
+const INT4_MIN = -2_147_483_648;
+const INT4_MAX = 2_147_483_647;
+
 /** Records per statement of `createMany()`. */
 const CREATE_CHUNK = 1000;
 
@@ -101,6 +106,10 @@ export class Engine {
       },
       retryAt: (queue, at) => this.pollers.get(queue)?.invocationsDue(at),
     });
+  }
+
+  private get maxPayload(): number {
+    return this.deps.maxPayload ?? DEFAULT_MAX_PAYLOAD;
   }
 
   /** Calls `listener` after every commit of this node that changed records. Returns an unsubscribe. */
@@ -143,13 +152,17 @@ export class Engine {
 
   /** Runs a new record's initial transition and the columns it is stored with. */
   private prepareCreate(def: DurableMachine, item: CreateItem, now: number): { created: Created; row: NewInstance } {
-    const id = item.id ?? randomUUID();
-    if (typeof id !== 'string' || id.length === 0 || id.length > 200)
-      throw new InvalidArgumentError('id must be a non-empty string of at most 200 characters');
+    const id = checkNewId(item.id ?? randomUUID());
     const priority = item.priority ?? 0;
-    if (!Number.isInteger(priority)) throw new InvalidArgumentError('priority must be an integer');
-    if (item.uniqueKey !== undefined && typeof item.uniqueKey !== 'string') throw new InvalidArgumentError('uniqueKey must be a string');
-    const runAt = item.runAt === undefined ? now : new Date(item.runAt).getTime();
+    if (!Number.isInteger(priority) || priority < INT4_MIN || priority > INT4_MAX) {
+      throw new InvalidArgumentError(`priority must be an integer from ${INT4_MIN} to ${INT4_MAX} (got ${String(priority)})`);
+    }
+    if (item.uniqueKey !== undefined) {
+      if (typeof item.uniqueKey !== 'string') throw new InvalidArgumentError('uniqueKey must be a string');
+      checkText(item.uniqueKey, 'uniqueKey');
+    }
+    const runAt =
+      item.runAt === undefined ? now : item.runAt instanceof Date || typeof item.runAt === 'number' || typeof item.runAt === 'string' ? new Date(item.runAt).getTime() : NaN;
     if (!Number.isFinite(runAt)) throw new InvalidArgumentError('runAt must be a Date or epoch milliseconds');
     const start = Math.max(now, runAt);
     let out: ReturnType<typeof initialStep>;
@@ -201,7 +214,10 @@ export class Engine {
 
   /** Creates one record; in a caller's transaction when `tx` is given. */
   async create(machine: string, item: CreateItem, tx?: CallerTransaction): Promise<Created> {
-    const def = this.deps.registry.latest(machine);
+    const def = this.deps.registry.latest(checkLookup(machine, 'machine'));
+    if (typeof item !== 'object' || item === null) throw new InvalidArgumentError('create() options must be an object { id?, input?, runAt?, priority?, uniqueKey?, tx? }');
+    // The serialised input is what is validated, run and stored.
+    item = { ...item, input: serialised(item.input, 'input', this.maxPayload) };
     if (def.input) item = { ...item, input: await validated(def, item.input) };
     const now = this.deps.clock.now();
     const { created, row } = this.prepareCreate(def, item, now);
@@ -239,13 +255,15 @@ export class Engine {
    */
   async createMany(machine: string, items: readonly CreateItem[], tx?: CallerTransaction): Promise<Created[]> {
     if (!Array.isArray(items)) throw new InvalidArgumentError('items must be an array of { id?, input?, runAt?, priority?, uniqueKey? }');
-    const def = this.deps.registry.latest(machine);
+    const def = this.deps.registry.latest(checkLookup(machine, 'machine'));
     if (items.length === 0) return [];
+    // Every item is serialised (and validated) before anything is written: one bad input stores nothing.
+    items = items.map((item, i) => {
+      if (!item || typeof item !== 'object') throw new InvalidArgumentError(`items[${i}] must be an object`);
+      return { ...item, input: serialised(item.input, `items[${i}].input`, this.maxPayload) };
+    });
     if (def.input) {
-      // Every item is validated before anything is written: one bad input stores nothing.
-      items = await Promise.all(
-        items.map(async (item, i) => (item && typeof item === 'object' ? { ...item, input: await validated(def, item.input, i) } : item)),
-      );
+      items = await Promise.all(items.map(async (item, i) => ({ ...item, input: await validated(def, item.input, i) })));
     }
     const node = tx ? '' : this.deps.node;
     let prepared: Array<{ created: Created; row: NewInstance }> = [];
@@ -364,7 +382,11 @@ export class Engine {
    * Stores an event for a record and wakes its poller, here and on the other nodes. The
    * event is checked against the stored state when nothing is queued ahead of it.
    */
-  async send(machine: string, id: string, event: { type: string }, tx?: CallerTransaction): Promise<void> {
+  async send(machine: string, id: string, given: { type: string }, tx?: CallerTransaction): Promise<void> {
+    checkLookup(machine, 'machine');
+    checkLookup(id, 'id');
+    // The serialised event is what the state is asked about and what is stored.
+    const event = serialisedEvent(given, this.maxPayload);
     const { queries } = this.deps;
     const run = async (q: Queryable) => {
       const row = await queries.instanceForSend(q, { machine, id });

@@ -198,15 +198,30 @@ function describe(value: unknown): string {
  * objects (prototype `Object` or `null`), arrays, strings, finite numbers, booleans, `null`;
  * an `undefined` object field is allowed (JSON drops the key, and it reads back undefined).
  *
+ * Strings and keys must also be storable in PostgreSQL `jsonb`: no NUL (`\u0000`) and no lone
+ * UTF-16 surrogate. `maxDepth` bounds the nesting of objects and arrays (the root is depth 1).
+ *
  * @example jsonProblem({ due: new Date() }) // 'context.due is a Date: store date.toISOString()'
  */
-export function jsonProblem(value: unknown, root = 'context'): string | null {
-  return problemAt(value, root, new Map());
+export function jsonProblem(value: unknown, root = 'context', options: { maxDepth?: number } = {}): string | null {
+  return problemAt(value, root, new Map(), 1, options.maxDepth ?? Infinity);
 }
 
-function problemAt(value: unknown, path: string, ancestors: Map<object, string>): string | null {
+/** Why a string cannot be stored in PostgreSQL (text or jsonb), or `null`. */
+export function stringProblem(text: string): string | null {
+  if (text.includes('\u0000')) return 'contains NUL (\\u0000), which PostgreSQL cannot store; remove it or encode the data (base64)';
+  if (LONE_SURROGATE.test(text)) return 'contains a lone UTF-16 surrogate (half of a character), which PostgreSQL cannot store; fix the text or encode it';
+  return null;
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function problemAt(value: unknown, path: string, ancestors: Map<object, string>, depth: number, maxDepth: number): string | null {
   switch (typeof value) {
-    case 'string':
+    case 'string': {
+      const problem = stringProblem(value);
+      return problem ? `${path} ${problem}` : null;
+    }
     case 'boolean':
     case 'undefined': // the root (no context) or an object field; array slots are checked by the array
       return null;
@@ -225,6 +240,7 @@ function problemAt(value: unknown, path: string, ancestors: Map<object, string>)
   if (seen !== undefined) return `${path} refers back to ${seen} (a cycle): JSON cannot store it; store an id instead of the reference`;
   const kind = classOf(obj);
   if (kind !== 'object' && kind !== 'array') return `${path} ${kind}`;
+  if (depth > maxDepth) return `${path} is nested ${depth} levels deep, beyond the limit of ${maxDepth}; flatten the data`;
   ancestors.set(obj, path);
   try {
     if (kind === 'array') {
@@ -233,7 +249,7 @@ function problemAt(value: unknown, path: string, ancestors: Map<object, string>)
         const at = `${path}[${i}]`;
         if (!(i in array)) return `${at} is an empty slot (a sparse array): JSON stores it as null; store null`;
         if (array[i] === undefined) return `${at} is undefined: JSON stores it as null in an array; store null`;
-        const problem = problemAt(array[i], at, ancestors);
+        const problem = problemAt(array[i], at, ancestors, depth + 1, maxDepth);
         if (problem) return problem;
       }
       return null;
@@ -242,7 +258,11 @@ function problemAt(value: unknown, path: string, ancestors: Map<object, string>)
       if (typeof key === 'symbol') return `${path} has the symbol key ${String(key)}: JSON drops it; use a string key`;
       const descriptor = Object.getOwnPropertyDescriptor(obj, key);
       if (!descriptor?.enumerable) continue; // JSON skips it too, and it never was data
-      const problem = problemAt((obj as Record<string, unknown>)[key], `${path}${keyPath(key)}`, ancestors);
+      const keyProblem = stringProblem(key);
+      if (keyProblem) return `${path}${keyPath(key)}: the key ${keyProblem}`;
+      // A getter runs for JSON.stringify too, but what it returns is not the object's own data.
+      if (descriptor.get) return `${path}${keyPath(key)} is a getter: store a plain value`;
+      const problem = problemAt((obj as Record<string, unknown>)[key], `${path}${keyPath(key)}`, ancestors, depth + 1, maxDepth);
       if (problem) return problem;
     }
     return null;

@@ -15,6 +15,7 @@ import { optionKeys, rejectUnknownKeys } from '../keys.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { Retention } from '../engine/prune.js';
 import { type DurableMachine, isDurableMachine } from '../record/durable.js';
+import { DEFAULT_MAX_PAYLOAD } from '../record/payload.js';
 import { type Clock, type Duration, parseDuration, systemClock, withTimers } from '../time.js';
 
 /** Options of {@link createRuntime}. */
@@ -81,6 +82,12 @@ export interface RuntimeOptions {
   retention?: { finished?: Duration | false | null; failed?: Duration | false | null; history?: Duration | false | null };
   /** After this long the runtime drains by itself and `done` resolves (for process managers that recycle workers). */
   maxRunTime?: Duration;
+  /**
+   * The largest event or input, in bytes of its JSON, that `create()`, `createMany()` and
+   * `send()` (and their NATS requests) accept; a bigger one is an `InvalidArgumentError` with
+   * the size and the limit. Default 1 MiB (1048576); at most 256 MiB − 1 (PostgreSQL's jsonb).
+   */
+  maxPayload?: number;
 }
 
 /** Options with every default applied. */
@@ -103,6 +110,7 @@ export interface ResolvedOptions {
   runRetentionMs: number;
   retention: Retention;
   maxRunTimeMs: number | undefined;
+  maxPayload: number;
   nats: NatsSource | undefined;
   natsSettings: NatsSettings;
   relayIntervalMs: number;
@@ -111,17 +119,27 @@ export interface ResolvedOptions {
   slaIntervalMs: number;
 }
 
-const positiveInt = (name: string, value: number | undefined, fallback: number) => {
+const positiveInt = (name: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER) => {
   const v = value ?? fallback;
-  if (!Number.isInteger(v) || v < 1) throw new InvalidArgumentError(`${name} must be an integer >= 1 (got ${value})`);
+  if (!Number.isInteger(v) || v < 1 || v > max) throw new InvalidArgumentError(`${name} must be an integer from 1 to ${max} (got ${String(value)})`);
   return v;
 };
 
-const atLeast = (name: string, value: Duration, min: number) => {
+/** setTimeout's largest delay (2^31 − 1 ms, about 24.8 days): a longer one overflows and fires at once. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** The largest `maxPayload`: PostgreSQL's jsonb holds at most 256 MiB − 1 bytes. */
+const MAX_PAYLOAD_LIMIT = 268_435_455;
+
+const atLeast = (name: string, value: Duration, min: number, max = Infinity) => {
   const ms = parseDuration(value);
   if (ms < min) throw new InvalidArgumentError(`${name} must be at least ${min} ms (got ${ms})`);
+  if (ms > max) throw new InvalidArgumentError(`${name} must be at most ${max} ms (got ${ms}): it is a timer, and setTimeout overflows beyond that`);
   return ms;
 };
+
+/** A duration a timer waits: from `min` to {@link MAX_TIMER_MS}. */
+const timer = (name: string, value: Duration, min: number) => atLeast(name, value, min, MAX_TIMER_MS);
 
 const RUNTIME_KEYS = optionKeys<RuntimeOptions>()([
   'database',
@@ -150,6 +168,7 @@ const RUNTIME_KEYS = optionKeys<RuntimeOptions>()([
   'runRetention',
   'retention',
   'maxRunTime',
+  'maxPayload',
 ]);
 const STREAM_KEYS = optionKeys<NonNullable<RuntimeOptions['stream']>>()(['name', 'duplicateWindow', 'maxAge']);
 const RETENTION_KEYS = optionKeys<NonNullable<RuntimeOptions['retention']>>()(['finished', 'failed', 'history']);
@@ -197,26 +216,26 @@ export async function resolveOptions(options: RuntimeOptions): Promise<ResolvedO
   for (const m of machines) {
     if (!isDurableMachine(m)) throw new InvalidArgumentError('machines: every entry must come from durable() or defineJob()');
   }
-  const leaseMs = parseDuration(options.lease ?? '30s');
-  if (leaseMs < 100) throw new InvalidArgumentError('lease must be at least 100 ms');
+  const leaseMs = timer('lease', options.lease ?? '30s', 100);
   const resolved: Omit<ResolvedOptions, 'db'> = {
     schema,
     machines,
     node: options.node ?? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`,
     logger,
     clock: options.clock ? withTimers(options.clock) : systemClock,
-    pollIntervalMs: parseDuration(options.pollInterval ?? '1s'),
-    batchSize: positiveInt('batchSize', options.batchSize, 100),
-    concurrency: positiveInt('concurrency', options.concurrency, 10),
+    pollIntervalMs: timer('pollInterval', options.pollInterval ?? '1s', 10),
+    batchSize: positiveInt('batchSize', options.batchSize, 100, 10_000),
+    concurrency: positiveInt('concurrency', options.concurrency, 10, 10_000),
     leaseMs,
-    shutdownGraceMs: parseDuration(options.shutdownGrace ?? '10s'),
+    shutdownGraceMs: timer('shutdownGrace', options.shutdownGrace ?? '10s', 0),
     inspect: options.inspect,
-    controlIntervalMs: atLeast('controlInterval', options.controlInterval ?? '1s', 10),
-    heartbeatIntervalMs: atLeast('heartbeatInterval', options.heartbeatInterval ?? '5s', 10),
-    reaperIntervalMs: atLeast('reaperInterval', options.reaperInterval ?? '1m', 10),
+    controlIntervalMs: timer('controlInterval', options.controlInterval ?? '1s', 10),
+    heartbeatIntervalMs: timer('heartbeatInterval', options.heartbeatInterval ?? '5s', 10),
+    reaperIntervalMs: timer('reaperInterval', options.reaperInterval ?? '1m', 10),
     runRetentionMs: atLeast('runRetention', options.runRetention ?? '7d', 1000),
     retention: resolveRetention(options.retention),
-    maxRunTimeMs: options.maxRunTime === undefined ? undefined : atLeast('maxRunTime', options.maxRunTime, 1),
+    maxRunTimeMs: options.maxRunTime === undefined ? undefined : timer('maxRunTime', options.maxRunTime, 1),
+    maxPayload: positiveInt('maxPayload', options.maxPayload, DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT),
     nats,
     natsSettings: {
       prefix,
@@ -224,10 +243,10 @@ export async function resolveOptions(options: RuntimeOptions): Promise<ResolvedO
       duplicateWindowMs: atLeast('stream.duplicateWindow', options.stream?.duplicateWindow ?? '2m', 1000),
       maxAgeMs: atLeast('stream.maxAge', options.stream?.maxAge ?? '7d', 1000),
     },
-    relayIntervalMs: atLeast('relayInterval', options.relayInterval ?? '1s', 10),
+    relayIntervalMs: timer('relayInterval', options.relayInterval ?? '1s', 10),
     tracerProvider: options.tracerProvider,
     meterProvider: options.meterProvider,
-    slaIntervalMs: atLeast('slaInterval', options.slaInterval ?? '30s', 10),
+    slaIntervalMs: timer('slaInterval', options.slaInterval ?? '30s', 10),
   };
   const source = options.database;
   let db: Database;

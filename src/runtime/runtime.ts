@@ -30,12 +30,14 @@ import { Telemetry } from '../otel/telemetry.js';
 import { type PeriodicOptions, type PeriodicRun, periodicConfig, periodicWorker } from '../periodic/periodic.js';
 import type { ScheduleSpec } from '../periodic/schedule.js';
 import { rejectUnknownKeys } from '../keys.js';
+import { checkLookup } from '../record/payload.js';
 import { MachineRegistry } from '../record/registry.js';
 import { canonicalStateString } from '../record/state.js';
 import { nextWake, type RecordStatus } from '../record/step.js';
+import { none } from '../supervisor/results.js';
 import { Supervisor, type WorkerHandle } from '../supervisor/supervisor.js';
 import { type Clock, sleep } from '../time.js';
-import { type ResolvedOptions, type RuntimeOptions, resolveOptions } from './options.js';
+import { MAX_TIMER_MS, type ResolvedOptions, type RuntimeOptions, resolveOptions } from './options.js';
 import type {
   CreateManyOptions,
   CreateOptions,
@@ -97,6 +99,41 @@ const CREATE_REQUEST_KEYS = ['id', 'input', 'uniqueKey', 'priority', 'runAt'] as
 
 const STATUSES = new Set(['active', 'done', 'failed', 'cancelled']);
 
+/** The longest reason cancel() stores. */
+const MAX_REASON_LENGTH = 10_000;
+
+/** An options argument: omitted, or an object. */
+function optionsObject<T extends object>(options: T | undefined | null, where: string): T {
+  if (options === undefined) return {} as T;
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new InvalidArgumentError(`${where}: options must be an object`);
+  return options;
+}
+
+/** A machine name and record id as get/send/history/cancel/retry/waitFor take them. */
+function checkRecordRef(machine: unknown, id: unknown): void {
+  checkLookup(machine, 'machine');
+  checkLookup(id, 'id');
+}
+
+/** A waitFor() condition as a predicate; a condition of another shape is an `InvalidArgumentError`. */
+function waitPredicate(condition: unknown): (record: RecordView) => boolean {
+  if (typeof condition === 'function') return condition as (record: RecordView) => boolean;
+  if (typeof condition === 'object' && condition !== null && !Array.isArray(condition)) {
+    const c = condition as { status?: unknown; state?: unknown };
+    if ('status' in c) {
+      if (typeof c.status !== 'string' || !STATUSES.has(c.status)) {
+        throw new InvalidArgumentError(`waitFor(): condition.status must be one of ${[...STATUSES].join(', ')}`);
+      }
+      return (r) => r.status === c.status;
+    }
+    if ('state' in c && (typeof c.state === 'string' || (typeof c.state === 'object' && c.state !== null && !Array.isArray(c.state)))) {
+      const state = c.state as StateValue;
+      return (r) => matchesState(state, r.value);
+    }
+  }
+  throw new InvalidArgumentError('waitFor(): condition must be { state }, { status } or a function (record) => boolean');
+}
+
 class DroverRuntime implements Runtime {
   readonly node: string;
   readonly schema: string;
@@ -146,6 +183,7 @@ class DroverRuntime implements Runtime {
       concurrency: options.concurrency,
       pollIntervalMs: options.pollIntervalMs,
       shutdownGraceMs: options.shutdownGraceMs,
+      maxPayload: options.maxPayload,
       telemetry: this.telemetry,
       // NOTIFY reaches the other nodes too; on NATS a wake message may come first.
       announceWork: (queue, at) => bus.announceWork(queue, this.node, at),
@@ -186,11 +224,18 @@ class DroverRuntime implements Runtime {
     }
     const { finishedMs, failedMs, historyMs } = options.retention;
     if (finishedMs !== null || failedMs !== null || historyMs !== null) {
-      // Every node runs it: the statements skip rows another node is deleting.
-      this.supervisor.addEvery('drover.retention', options.reaperIntervalMs, async () => {
-        const pruned = await this.runPrune();
-        if (pruned.records > 0 || pruned.transitions > 0) options.logger.info({ ...pruned }, 'drover: pruned past retention');
-      });
+      // Every node runs it: the statements skip rows another node is deleting. Not addEvery:
+      // a long backlog stops at the next batch when the runtime stops.
+      const intervalMs = options.reaperIntervalMs;
+      this.supervisor.addHousekeeping(
+        'drover.retention',
+        async ({ signal }) => {
+          const pruned = await this.runPrune(signal);
+          if (pruned.records > 0 || pruned.transitions > 0) options.logger.info({ ...pruned }, 'drover: pruned past retention');
+          return none(intervalMs);
+        },
+        Math.min(1000, intervalMs),
+      );
     }
     const budgets = slaBudgets(options.machines);
     if (budgets.length > 0) {
@@ -240,8 +285,8 @@ class DroverRuntime implements Runtime {
     return this.runPrune();
   }
 
-  private runPrune(): Promise<PruneResult> {
-    return prune({ db: this.db, sql: this.pq, now: this.clock.now(), retention: this.options.retention });
+  private runPrune(signal?: AbortSignal): Promise<PruneResult> {
+    return prune({ db: this.db, sql: this.pq, now: this.clock.now(), retention: this.options.retention, ...(signal ? { signal } : {}) });
   }
 
   /** Answers one `<prefix>.send.<machine>` request: the reply comes once the event is stored. */
@@ -328,16 +373,15 @@ class DroverRuntime implements Runtime {
 
   async send(machine: string, id: string, event: DroverEvent, options: { tx?: CallerTransaction } = {}): Promise<void> {
     this.assertOpen();
+    checkRecordRef(machine, id);
     this.registry.assertKnown(machine);
-    if (!event || typeof event !== 'object' || typeof event.type !== 'string' || event.type.length === 0) {
-      throw new InvalidArgumentError('event must be an object with a non-empty string `type`');
-    }
-    if (event.type.startsWith('xstate.')) throw new InvalidArgumentError(`event type "${event.type}" is reserved for XState`);
-    await this.engine.send(machine, id, event, options.tx);
+    // The event is checked and serialised once, by the engine: the stored form is the one checked.
+    await this.engine.send(machine, id, event, optionsObject(options, 'send()').tx);
   }
 
   async get(machine: string, id: string): Promise<RecordView | null> {
     this.assertOpen();
+    checkRecordRef(machine, id);
     this.registry.assertKnown(machine);
     const row = (await withRetry(() => this.db.query<InstanceRow>(this.queries.sql.getInstance, [machine, id]))).rows[0];
     return row ? toView(row) : null;
@@ -348,7 +392,16 @@ class DroverRuntime implements Runtime {
     options: { state?: string; status?: RecordStatus; limit?: number; after?: string | null } = {},
   ): Promise<Page<RecordView>> {
     this.assertOpen();
+    checkLookup(machine, 'machine');
     this.registry.assertKnown(machine);
+    options = optionsObject(options, 'list()');
+    rejectUnknownKeys(options, ['state', 'status', 'limit', 'after'], 'list()');
+    if (options.state !== undefined && typeof options.state !== 'string') throw new InvalidArgumentError('list(): state must be a string');
+    if (options.state !== undefined) checkLookup(options.state, 'list(): state');
+    if (options.after !== undefined && options.after !== null) {
+      if (typeof options.after !== 'string') throw new InvalidArgumentError('list(): after must be a record id (the `next` of a page) or null');
+      checkLookup(options.after, 'list(): after');
+    }
     const limit = options.limit ?? 50;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new InvalidArgumentError('limit must be an integer from 1 to 1000');
     if (options.status !== undefined && !STATUSES.has(options.status)) {
@@ -366,6 +419,7 @@ class DroverRuntime implements Runtime {
 
   async history(machine: string, id: string): Promise<HistoryEntry[]> {
     this.assertOpen();
+    checkRecordRef(machine, id);
     this.registry.assertKnown(machine);
     const res = await withRetry(() =>
       this.db.query<{
@@ -391,14 +445,17 @@ class DroverRuntime implements Runtime {
   }
 
   async waitFor(machine: string, id: string, condition: WaitCondition, options: { timeoutMs?: number } = {}): Promise<RecordView> {
+    this.assertOpen();
+    checkRecordRef(machine, id);
+    this.registry.assertKnown(machine);
+    options = optionsObject(options, 'waitFor()');
+    rejectUnknownKeys(options, ['timeoutMs'], 'waitFor()');
     const timeoutMs = options.timeoutMs ?? 30_000;
+    if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0 || timeoutMs > MAX_TIMER_MS) {
+      throw new InvalidArgumentError(`waitFor(): timeoutMs must be a number of milliseconds from 0 to ${MAX_TIMER_MS} (got ${String(timeoutMs)})`);
+    }
+    const matches = waitPredicate(condition);
     const deadline = this.clock.now() + timeoutMs;
-    const matches =
-      typeof condition === 'function'
-        ? condition
-        : 'status' in condition
-          ? (r: RecordView) => r.status === condition.status
-          : (r: RecordView) => matchesState(condition.state, r.value);
     let delay = 10;
     for (;;) {
       const record = await this.get(machine, id);
@@ -420,7 +477,9 @@ class DroverRuntime implements Runtime {
 
   async retry(machine: string, id: string, options: { skipEvent?: boolean } = {}): Promise<RecordView> {
     this.assertOpen();
+    checkRecordRef(machine, id);
     this.registry.assertKnown(machine);
+    options = optionsObject(options, 'retry()');
     rejectUnknownKeys(options, ['skipEvent'], 'retry()');
     if (options.skipEvent !== undefined && typeof options.skipEvent !== 'boolean') throw new InvalidArgumentError('skipEvent must be a boolean');
     await this.engine.retry(machine, id, options);
@@ -450,7 +509,12 @@ class DroverRuntime implements Runtime {
 
   async cancel(machine: string, id: string, reason = 'cancelled'): Promise<boolean> {
     this.assertOpen();
+    checkRecordRef(machine, id);
     this.registry.assertKnown(machine);
+    if (typeof reason !== 'string' || reason.length > MAX_REASON_LENGTH) {
+      throw new InvalidArgumentError(`cancel(): reason must be a string of at most ${MAX_REASON_LENGTH} characters`);
+    }
+    if (reason.length > 0) checkLookup(reason, 'cancel(): reason');
     return this.engine.cancel(machine, id, reason);
   }
 
