@@ -25,10 +25,18 @@ export const PRUNE_BATCH = 1000;
 /**
  * Prunes what retention no longer keeps, in batches of `batch` rows per statement, each its
  * own transaction, looping until a batch comes back short. Safe on every node at once: the
- * statements skip rows another node holds.
+ * statements skip rows another node holds. An aborted `signal` (the runtime stopping) ends it
+ * after the batch in hand; the rest waits for the next run.
  */
-export async function prune(deps: { db: Database; sql: PruneQueries; now: number; retention: Retention; batch?: number }): Promise<PruneResult> {
-  const { db, sql, now, retention } = deps;
+export async function prune(deps: {
+  db: Database;
+  sql: PruneQueries;
+  now: number;
+  retention: Retention;
+  batch?: number;
+  signal?: AbortSignal;
+}): Promise<PruneResult> {
+  const { db, sql, now, retention, signal } = deps;
   const limit = deps.batch ?? PRUNE_BATCH;
   const total: PruneResult = { records: 0, transitions: 0 };
   const rounds: ['done' | 'failed' | 'cancelled', number | null][] = [
@@ -43,7 +51,7 @@ export async function prune(deps: { db: Database; sql: PruneQueries; now: number
       const n = await sql.finishedRecords(db, { status, before, limit });
       total.records += n.records;
       total.transitions += n.transitions;
-      if (n.records < limit) break;
+      if (n.records < limit || signal?.aborted) break;
       await yieldToLoop();
     }
   }
@@ -52,7 +60,7 @@ export async function prune(deps: { db: Database; sql: PruneQueries; now: number
     for (;;) {
       const n = await sql.oldHistory(db, { before, limit });
       total.transitions += n;
-      if (n < limit) break;
+      if (n < limit || signal?.aborted) break;
       await yieldToLoop();
     }
   }

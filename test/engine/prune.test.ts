@@ -181,6 +181,19 @@ describe.each(BACKENDS)('retention on $name', ({ make }) => {
       expect(result).toEqual({ records: 5, transitions: 10 });
       // done: one short batch; cancelled: 2, 2, 1.
       expect(counts).toEqual([0, 2, 2, 1]);
+      // A stopping runtime's prune ends after the batch in hand.
+      for (const id of ['stop-1', 'stop-2', 'stop-3']) {
+        await backend.query(
+          `INSERT INTO ${s}.instances (machine, id, version, queue, state, snapshot, status, entered_at, created_at, updated_at)
+           VALUES ('job', $1, 1, 'default', 'finished', '{}', 'cancelled', $2, $2, $2)`,
+          [id, new Date(clock.now())],
+        );
+      }
+      const stopping = new AbortController();
+      stopping.abort();
+      const retention = { finishedMs: DAY, failedMs: null, historyMs: null };
+      expect(await prune({ db, sql, now: clock.now() + 2 * DAY, retention, batch: 2, signal: stopping.signal })).toEqual({ records: 2, transitions: 0 });
+      expect(await prune({ db, sql, now: clock.now() + 2 * DAY, retention, batch: 2 })).toEqual({ records: 1, transitions: 0 });
     } finally {
       await db.close();
     }
