@@ -14,8 +14,8 @@ const FILES = readdirSync(DIR)
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(new URL(file, DIR), 'utf8')).digest('hex');
 const EXPECTED = FILES.map((file) => ({ id: Number(file.slice(0, 3)), checksum: sha256(file) }));
 
-// 001_core.sql as commit 2a255c1 edited it after it had landed; databases that applied it exist.
-const EDITED_001 = 'eb83bac0da40e1dad3994e906718721dafa7d5f26c83cdf36e7aed54540be1d9';
+// 001_core.sql as it first landed (6bc1c91), before commit 2a255c1 edited it; databases that applied it exist.
+const ORIGINAL_001 = '0c7cce5ab3890ec39f6c9bc4e38cdbe668a04b443bd2eb843c8686b173a8226f';
 const NEW_INDEX = /^CREATE INDEX invocations_due ON \S+\.invocations USING btree \(queue, priority DESC, locked_until\)$/;
 const OLD_INDEX = /^CREATE INDEX invocations_due ON \S+\.invocations USING btree \(queue, locked_until\)$/;
 
@@ -75,7 +75,7 @@ describe.each(BACKENDS)('SQL migrations on $name', ({ make }) => {
     expect(await stored(schema)).toEqual(EXPECTED);
   });
 
-  it('a schema migrated before the invocations_due edit gets the new index; one that applied the edited 001 is accepted', async () => {
+  it('a schema migrated before the invocations_due edit gets the new index; one checksummed by the first 001 is accepted', async () => {
     // Migrated before 2a255c1: the old index, no checksums, no 005.
     const before = await freshSchema();
     await backend.query(`DROP INDEX "${before}".invocations_due`);
@@ -87,11 +87,10 @@ describe.each(BACKENDS)('SQL migrations on $name', ({ make }) => {
     expect(await indexdef(before)).toEqual([expect.stringMatching(NEW_INDEX)]);
     expect(await stored(before)).toEqual(EXPECTED);
 
-    // Migrated with the edited 001 (new index already), and checksummed by it: accepted, the
-    // current checksum recorded, 005 applied (and harmless).
+    // Checksummed by the first text of 001: accepted, the current checksum recorded, 005 applied.
     const edited = await freshSchema();
     await backend.query(`DELETE FROM "${edited}".migrations WHERE id = 5`);
-    await backend.query(`UPDATE "${edited}".migrations SET checksum = $1 WHERE id = 1`, [EDITED_001]);
+    await backend.query(`UPDATE "${edited}".migrations SET checksum = $1 WHERE id = 1`, [ORIGINAL_001]);
     await (await createRuntime({ database: backend.database, schema: edited })).stop();
     expect(await indexdef(edited)).toEqual([expect.stringMatching(NEW_INDEX)]);
     expect(await stored(edited)).toEqual(EXPECTED);
