@@ -177,14 +177,15 @@ export function retryStep(def: DurableMachine, record: RecordState, failedState:
 function fold(def: DurableMachine, out: StepOutcome, queue: EventObject[], now: number): void {
   while (queue.length > 0 && out.status === 'active') {
     const event = queue.shift() as EventObject;
-    const before: FailedStep = { event, snapshot: out.snapshot, state: out.state, enteredAt: out.enteredAt, timers: [...out.timers] };
+    // applyActions replaces out.timers rather than changing it: this is the list before the event.
+    const timersBefore = out.timers;
     let next: AnyMachineSnapshot;
     let actions: unknown[];
     try {
       [next, actions] = pureTransition(def.machine, out.snapshot, event);
     } catch (err) {
       // A throwing guard or assign: keep the last good snapshot, fail the record.
-      settle(out, out.snapshot, event, now, err, before);
+      settle(out, out.snapshot, event, now, err, timersBefore);
       return;
     }
     if (next === out.snapshot && actions.length === 0) {
@@ -192,13 +193,18 @@ function fold(def: DurableMachine, out: StepOutcome, queue: EventObject[], now: 
       continue;
     }
     const failure = applyActions(out, actions, now, queue);
-    settle(out, failure === undefined ? next : out.snapshot, event, now, failure, before);
+    settle(out, failure === undefined ? next : out.snapshot, event, now, failure, timersBefore);
   }
 }
 
-/** Records the new snapshot, and a transition row when the state or status changed. */
-function settle(out: StepOutcome, next: AnyMachineSnapshot, event: EventObject, now: number, failure: unknown, before?: FailedStep): void {
+/**
+ * Records the new snapshot, and a transition row when the state or status changed. With
+ * `timersBefore` (a folded event), a failure keeps the record as it was before the event.
+ */
+function settle(out: StepOutcome, next: AnyMachineSnapshot, event: EventObject, now: number, failure: unknown, timersBefore?: Timer[]): void {
   const from = out.state;
+  const snapshotBefore = out.snapshot;
+  const enteredBefore = out.enteredAt;
   out.snapshot = next;
   out.state = stateString(next.value, next.machine);
   let status: RecordStatus = 'active';
@@ -228,7 +234,7 @@ function settle(out: StepOutcome, next: AnyMachineSnapshot, event: EventObject, 
     });
   }
   out.status = status;
-  if (status === 'failed' && before) out.failure = before;
+  if (status === 'failed' && timersBefore) out.failure = { event, snapshot: snapshotBefore, state: from, enteredAt: enteredBefore, timers: timersBefore };
   if (status !== 'active') out.timers = [];
 }
 
