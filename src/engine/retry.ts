@@ -34,14 +34,16 @@ export async function prepareRetry(ctx: EngineContext, machine: string, id: stri
   const def = ctx.registry.get(machine, row.version);
   const failure: StoredFailure = row.failure ?? { kind: 'restore' };
   const now = ctx.clock.now();
-  const stored = failure.kind === 'step' ? failure.snapshot : row.snapshot;
+  // A step failure goes back to the record before the failed event; a restore failure keeps the row as stored.
+  const before =
+    failure.kind === 'step'
+      ? { snapshot: failure.snapshot, enteredAt: failure.entered_at, timers: failure.timers }
+      : { snapshot: row.snapshot, enteredAt: row.entered_at.getTime(), timers: row.timers };
   let record: RecordState;
   try {
-    const snapshot = restoreSnapshot(def.machine, stored);
-    record =
-      failure.kind === 'step'
-        ? { snapshot, state: stateString(snapshot.value, def.machine), status: 'active', enteredAt: failure.entered_at, timers: failure.timers as Timer[], seq: row.seq }
-        : { snapshot, state: stateString(snapshot.value, def.machine), status: 'active', enteredAt: row.entered_at.getTime(), timers: row.timers as Timer[], seq: row.seq };
+    const snapshot = restoreSnapshot(def.machine, before.snapshot);
+    const state = stateString(snapshot.value, def.machine);
+    record = { snapshot, state, status: 'active', enteredAt: before.enteredAt, timers: before.timers as Timer[], seq: row.seq };
   } catch (err) {
     throw new SnapshotRestoreError(machine, id, err);
   }
