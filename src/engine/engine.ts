@@ -383,9 +383,8 @@ export class Engine {
    * event is checked against the stored state when nothing is queued ahead of it.
    */
   async send(machine: string, id: string, given: { type: string }, tx?: CallerTransaction): Promise<void> {
-    checkLookup(machine, 'machine');
-    checkLookup(id, 'id');
-    // The serialised event is what the state is asked about and what is stored.
+    // The machine name and id were checked by the runtime's send(). The serialised event is
+    // what the state is asked about and what is stored.
     const event = serialisedEvent(given, this.maxPayload);
     const { queries } = this.deps;
     const run = async (q: Queryable) => {
