@@ -97,9 +97,24 @@ export function errorMessage(err: unknown): string {
 
 /** A JSON-safe description of an error, as stored in a record and in history. */
 export function serializeError(err: unknown): { name: string; message: string; stack?: string } {
-  if (err instanceof Error) return { name: err.name, message: err.message, stack: err.stack };
-  return { name: 'Error', message: String(err) };
+  if (err instanceof Error) {
+    const out: { name: string; message: string; stack?: string } = { name: storableText(String(err.name)), message: storableText(String(err.message)) };
+    if (err.stack !== undefined) out.stack = storableText(err.stack);
+    return out;
+  }
+  return { name: 'Error', message: storableText(String(err)) };
 }
+
+/**
+ * An error's text as PostgreSQL can store it: NUL and lone UTF-16 surrogates (which `jsonb`
+ * refuses) become U+FFFD. Error text is drover's to describe, unlike a record's data, so it is
+ * mended rather than refused: a failure must always be storable.
+ */
+export function storableText(text: string): string {
+  return text.replace(UNSTORABLE, '\uFFFD');
+}
+
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 /** No worker with that name is registered on this runtime. */
 export class WorkerNotFoundError extends DroverError {
