@@ -209,3 +209,14 @@ export class NotFailedError extends DroverError {
     super('NOT_FAILED', `record "${id}" of machine "${machine}" is ${status}, not failed: only a failed record can be retried`);
   }
 }
+
+/**
+ * A step produced a value that cannot be stored (a BigInt, a cycle, NUL or a lone surrogate in
+ * a string, nesting too deep), or the database refused the record's write. The record fails
+ * alone with this error; the rest of its batch commits.
+ */
+export class UnstorableValueError extends DroverError {
+  constructor(message: string) {
+    super('UNSTORABLE_VALUE', message);
+  }
+}
