@@ -15,6 +15,7 @@ export {
   MigrationChangedError,
   NotFailedError,
   UnmappedStatesError,
+  UnstorableValueError,
   RecordNotFoundError,
   RunTimeoutError,
   RuntimeStoppedError,

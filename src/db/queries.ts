@@ -488,11 +488,13 @@ export interface PersistedInstance {
 
 /**
  * A failed record's `failure` column: the failed step's event and the record before it
- * (kind `step`), or a snapshot that did not restore (kind `restore`: the snapshot is kept).
+ * (kind `step`), a snapshot that did not restore (kind `restore`), or a step the database
+ * refused to store (kind `store`). In the last two the record's row is kept as it was.
  */
 export type StoredFailure =
   | { kind: 'step'; event: { type: string } & Record<string, unknown>; snapshot: unknown; state: string; entered_at: number; timers: unknown }
-  | { kind: 'restore' };
+  | { kind: 'restore' }
+  | { kind: 'store' };
 
 export type Queries = ReturnType<typeof createQueries>;
 

@@ -1,7 +1,8 @@
 import { type AnyActorLogic, createActor } from 'xstate';
 import { backoffMs, isTransientError } from '../db/database.js';
 import type { InvocationRow } from '../db/queries.js';
-import { errorMessage, serializeError } from '../errors.js';
+import { errorMessage, serializeError, UnstorableValueError } from '../errors.js';
+import { storageProblem } from '../record/check.js';
 import { JobCancelledError } from '../record/durable.js';
 import { sleep } from '../time.js';
 import type { EngineContext } from './context.js';
@@ -180,7 +181,12 @@ export class Invoker {
     this.track(row, 1);
     actor.subscribe({
       complete: () => {
-        if (!entry.aborted) this.settle(row, queue, { output: (actor.getSnapshot() as { output?: unknown }).output });
+        if (entry.aborted) return;
+        const output = (actor.getSnapshot() as { output?: unknown }).output;
+        // The output is stored with the record (its inbox, its history): one that cannot be is the invocation's error.
+        const problem = storageProblem(output, 'output');
+        if (problem === null) this.settle(row, queue, { output });
+        else this.settle(row, queue, { error: new UnstorableValueError(`invocation "${row.invoke_id}" (${row.src}) returned an output that cannot be stored: ${problem}`) });
       },
       error: (error) => {
         if (!entry.aborted) this.settle(row, queue, { error });

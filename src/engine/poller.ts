@@ -1,6 +1,6 @@
 import { backoffMs, isTransientError } from '../db/database.js';
 import type { EventRow, InstanceRow, InvocationRow } from '../db/queries.js';
-import { errorMessage, serializeError } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import * as N from '../otel/names.js';
 import { linkTo } from '../otel/telemetry.js';
 import type { DurableMachine } from '../record/durable.js';
@@ -262,7 +262,7 @@ export class QueuePoller {
       await ctx.telemetry.span(
         N.SPAN_STEP,
         { [N.ATTR_QUEUE]: this.queue, [N.ATTR_NODE]: ctx.node, [N.ATTR_RECORDS]: steps.length },
-        () => this.steps.commitSteps(steps, now),
+        () => this.steps.commitSteps(steps, now, { isolate: true }),
         links,
       );
     })();
@@ -313,21 +313,10 @@ export class QueuePoller {
   }
 
   private async failUnrestorable(row: InstanceRow, err: unknown, now: number): Promise<void> {
-    const error = serializeError(err);
-    error.message = `the stored snapshot does not restore: ${error.message}`;
-    this.ctx.logger.warn(
-      { machine: row.machine, id: row.id, version: row.version, state: row.state, event: 'drover.restore_failed', err: error.message },
-      'drover: record failed: its snapshot does not restore (the snapshot is kept; fix the machine, then retry())',
-    );
-    await this.ctx.db.query(this.ctx.queries.sql.failInstance, [
-      row.machine,
-      row.id,
-      this.ctx.node,
-      this.ctx.queries.json(error),
-      new Date(now),
-      row.row_version,
-      this.ctx.queries.json({ type: 'drover.restore_failed' }),
-      this.ctx.queries.json({ kind: 'restore' }),
-    ]);
+    const error = new Error(`the stored snapshot does not restore: ${errorMessage(err)}`);
+    if (err instanceof Error) Object.assign(error, { name: err.name, stack: err.stack });
+    const record = { machine: row.machine, id: row.id, version: row.version, rowVersion: row.row_version, state: row.state };
+    await this.steps.failAlone(record, error, 'drover.restore_failed', { kind: 'restore' }, now);
   }
+
 }

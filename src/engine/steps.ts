@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type TransitionMessage, transitionMessages } from '../bus/bus.js';
-import { type ClaimedInvocation, type EventRow, type InvocationRow, type PersistedInstance, transitionColumns } from '../db/queries.js';
-import { errorMessage } from '../errors.js';
+import { type ClaimedInvocation, type EventRow, type InvocationRow, type PersistedInstance, type StoredFailure, transitionColumns } from '../db/queries.js';
+import { errorMessage, serializeError, UnstorableValueError } from '../errors.js';
 import type { DurableMachine } from '../record/durable.js';
 import { foldStep, nextWake, type RecordState, type Spawn, type StepItem } from '../record/step.js';
 import type { EngineContext } from './context.js';
@@ -167,7 +167,7 @@ export class StepWriter {
    * the effects of those that committed: stop and start invocations, publish transitions.
    * Resolves to how many committed (the others lost to a newer write of their record).
    */
-  async commitSteps(steps: PendingStep[], now: number): Promise<number> {
+  async commitSteps(steps: PendingStep[], now: number, options: { isolate?: boolean } = {}): Promise<number> {
     const { ctx } = this;
     const tokens = new Map<Spawn, string>();
     const instances: PersistedInstance[] = [];
@@ -229,12 +229,23 @@ export class StepWriter {
     try {
       persisted = await ctx.queries.persistSteps(ctx.db, { now: new Date(now), instances, transitions, consumed, stops, spawns });
     } catch (err) {
-      // Nothing was stored: the leases run out and the records are claimed again.
+      // Nothing was stored. A value the database refuses is one record's: split the batch to
+      // find it, so the others commit and it fails alone, instead of the batch failing forever.
+      const refused = options.isolate === true && refusedWrite(err);
+      if (refused && steps.length > 1) {
+        const half = steps.length >> 1;
+        return (await this.commitSteps(steps.slice(0, half), now, options)) + (await this.commitSteps(steps.slice(half), now, options));
+      }
+      // Otherwise the leases run out and the records are claimed again.
       for (const { machine, id, reserved } of steps) {
         this.cache.delete(recordKey(machine, id));
         for (const mine of reserved.values()) if (mine) this.invoker.unreserve();
       }
-      throw err;
+      if (!refused) throw err;
+      const [step] = steps as [PendingStep];
+      const error = new UnstorableValueError(`the database refused to store the record's step: ${errorMessage(err)}`);
+      await this.failAlone(step, error, 'drover.store_failed', { kind: 'store' }, now);
+      return 0;
     }
     // The inbox counter each record had when its write landed (newer events set wake_at).
     const committed = new Map(persisted.map((r) => [recordKey(r.machine, r.id), r.event_seq]));
@@ -309,4 +320,45 @@ export class StepWriter {
     if (wakeInvocations) this.hooks.invocationsLeft();
     return committed.size;
   }
+
+  /**
+   * Fails a record this node holds the lease of, alone, keeping its stored row (snapshot,
+   * timers, inbox) as it was: for a snapshot that does not restore and a step the database
+   * refused. History gets `event`; `retry()` resumes the record from the kept row.
+   */
+  async failAlone(
+    record: { machine: string; id: string; version: number; rowVersion: number; state?: string },
+    err: Error,
+    event: string,
+    failure: StoredFailure,
+    now: number,
+  ): Promise<void> {
+    const { ctx } = this;
+    const error = serializeError(err);
+    ctx.logger.warn(
+      { machine: record.machine, id: record.id, version: record.version, state: record.state, event, err: error.message },
+      'drover: record failed alone, its row kept as it was (fix the cause, then retry())',
+    );
+    await ctx.db.query(ctx.queries.sql.failInstance, [
+      record.machine,
+      record.id,
+      ctx.node,
+      ctx.queries.json(error),
+      new Date(now),
+      record.rowVersion,
+      ctx.queries.json({ type: event }),
+      ctx.queries.json(failure),
+    ]);
+  }
+}
+
+/**
+ * Whether the database refused a write for what it holds (a data exception, a violated
+ * constraint, a program limit), or JSON could not serialise it: the same write fails again,
+ * so it is one record's fault, not the database's.
+ */
+function refusedWrite(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') return /^(22|23|54)/.test(code);
+  return (err instanceof TypeError && /BigInt|circular/i.test(err.message)) || (err instanceof RangeError && /call stack/i.test(err.message));
 }

@@ -207,6 +207,55 @@ export function jsonProblem(value: unknown, root = 'context', options: { maxDept
   return problemAt(value, root, new Map(), 1, options.maxDepth ?? Infinity);
 }
 
+/** How deep a record's stored values may nest: JSON.stringify overflows the stack a few thousand levels down. */
+export const MAX_STORED_DEPTH = 1000;
+
+/**
+ * Why a value a step produced cannot be stored at all, or `null`: the lenient sibling of
+ * {@link jsonProblem}, for data that reached a record from its machine's own code (an assign,
+ * an invocation's output) rather than through the door. It finds only what would make the
+ * write fail, for the whole batch: a BigInt or a cycle (JSON.stringify throws), NUL or a lone
+ * surrogate in a string or key (PostgreSQL refuses it), nesting beyond
+ * {@link MAX_STORED_DEPTH}. What JSON merely changes (a Date, a Map, `NaN`) is stored as
+ * JSON stores it, as it always was.
+ *
+ * @example storageProblem({ name: 'a\u0000b' }, 'context') // 'context.name contains NUL …'
+ */
+export function storageProblem(value: unknown, root: string): string | null {
+  return storableAt(value, root, new Set(), 1);
+}
+
+function storableAt(value: unknown, path: string, ancestors: Set<object>, depth: number): string | null {
+  if (typeof value === 'string') {
+    const problem = stringProblem(value);
+    return problem ? `${path} ${problem}` : null;
+  }
+  if (typeof value === 'bigint') return `${path} is a BigInt: JSON cannot store it; store value.toString() (or a number when it is small)`;
+  if (typeof value !== 'object' || value === null) return null;
+  if (ancestors.has(value)) return `${path} refers back to an object that contains it (a cycle): JSON cannot store it; store an id instead of the reference`;
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return null; // a Date: JSON stores what toJSON returns
+  if (depth > MAX_STORED_DEPTH) return `${path} is nested ${depth} levels deep, beyond the limit of ${MAX_STORED_DEPTH}; flatten the data`;
+  ancestors.add(value);
+  try {
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) {
+        const problem = storableAt(value[i], `${path}[${i}]`, ancestors, depth + 1);
+        if (problem) return problem;
+      }
+      return null;
+    }
+    for (const key of Object.keys(value)) {
+      const keyProblem = stringProblem(key);
+      if (keyProblem) return `${path}${keyPath(key)}: the key ${keyProblem}`;
+      const problem = storableAt((value as Record<string, unknown>)[key], `${path}${keyPath(key)}`, ancestors, depth + 1);
+      if (problem) return problem;
+    }
+    return null;
+  } finally {
+    ancestors.delete(value);
+  }
+}
+
 /** Why a string cannot be stored in PostgreSQL (text or jsonb), or `null`. */
 export function stringProblem(text: string): string | null {
   if (text.includes('\u0000')) return 'contains NUL (\\u0000), which PostgreSQL cannot store; remove it or encode the data (base64)';

@@ -1,5 +1,6 @@
 import type { AnyMachineSnapshot, EventObject } from 'xstate';
-import { serializeError } from '../errors.js';
+import { serializeError, UnstorableValueError } from '../errors.js';
+import { storageProblem } from './check.js';
 import type { DurableMachine } from './durable.js';
 import { pureInitialTransition, pureTransition } from './pure.js';
 import { stateString } from './state.js';
@@ -192,9 +193,26 @@ function fold(def: DurableMachine, out: StepOutcome, queue: EventObject[], now: 
       out.ignored.push(event);
       continue;
     }
-    const failure = applyActions(out, actions, now, queue);
+    const failure = applyActions(out, actions, now, queue) ?? unstorableContext(next, out.snapshot);
     settle(out, failure === undefined ? next : out.snapshot, event, now, failure, timersBefore);
   }
+}
+
+/**
+ * The failure of a step whose new context cannot be stored (an assign put a BigInt, a cycle, a
+ * NUL in it): the record fails alone on that event, as if the assign had thrown, instead of
+ * failing its whole batch's write. An unchanged context was stored before and is not checked.
+ */
+function unstorableContext(next: AnyMachineSnapshot, before: AnyMachineSnapshot): UnstorableValueError | undefined {
+  if (next.context === before.context) return undefined;
+  const problem = storageProblem(next.context, 'context');
+  return problem === null ? undefined : new UnstorableValueError(`the step's new context cannot be stored: ${problem}`);
+}
+
+/** The failure of an action whose event or input would be stored (a delayed or self-sent event, an invocation's input) and cannot be. */
+function unstorableValue(value: unknown, what: string): UnstorableValueError | undefined {
+  const problem = storageProblem(value, what);
+  return problem === null ? undefined : new UnstorableValueError(`the step's ${what} cannot be stored: ${problem}`);
 }
 
 /**
@@ -256,6 +274,11 @@ function applyActions(out: StepOutcome, actions: unknown[], now: number, queue: 
         const event = params.event as EventObject;
         if (action.type === SELF_SEND && targetsChild(out.snapshot, params.to)) break; // promise children take no events
         const delay = params.delay as number | undefined;
+        // A delayed event is stored as a timer, a self-sent one in history: both must be storable.
+        if (typeof delay === 'number' || action.type === SELF_SEND) {
+          const unstorable = unstorableValue(event, 'event');
+          if (unstorable) return unstorable;
+        }
         if (typeof delay === 'number') {
           const id = typeof params.id === 'string' ? params.id : `${out.seq}.${out.timers.length}.${event.type}`;
           out.timers = out.timers.filter((t) => t.id !== id);
@@ -270,6 +293,8 @@ function applyActions(out: StepOutcome, actions: unknown[], now: number, queue: 
         break;
       case 'xstate.spawnChild': {
         const id = params.id as string;
+        const unstorable = unstorableValue(params.input, `input of invocation "${id}"`);
+        if (unstorable) return unstorable;
         out.spawns.set(id, { id, src: params.src as string, input: params.input });
         break;
       }
