@@ -222,33 +222,41 @@ export const MAX_STORED_DEPTH = 1000;
  * @example storageProblem({ name: 'a\u0000b' }, 'context') // 'context.name contains NUL …'
  */
 export function storageProblem(value: unknown, root: string): string | null {
-  return storableAt(value, root, new Set(), 1);
+  const found = unstorableIn(value, new Set(), 1);
+  return found === null ? null : `${root}${found.at.reverse().join('')} ${found.why}`;
 }
 
-function storableAt(value: unknown, path: string, ancestors: Set<object>, depth: number): string | null {
+/** The first unstorable value under `value`: why, and its path as keys from the value up (built only when found: this runs on every step). */
+function unstorableIn(value: unknown, ancestors: Set<object>, depth: number): { at: string[]; why: string } | null {
   if (typeof value === 'string') {
     const problem = stringProblem(value);
-    return problem ? `${path} ${problem}` : null;
+    return problem ? { at: [], why: problem } : null;
   }
-  if (typeof value === 'bigint') return `${path} is a BigInt: JSON cannot store it; store value.toString() (or a number when it is small)`;
+  if (typeof value === 'bigint') return { at: [], why: 'is a BigInt: JSON cannot store it; store value.toString() (or a number when it is small)' };
   if (typeof value !== 'object' || value === null) return null;
-  if (ancestors.has(value)) return `${path} refers back to an object that contains it (a cycle): JSON cannot store it; store an id instead of the reference`;
+  if (ancestors.has(value)) return { at: [], why: 'refers back to an object that contains it (a cycle): JSON cannot store it; store an id instead of the reference' };
   if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return null; // a Date: JSON stores what toJSON returns
-  if (depth > MAX_STORED_DEPTH) return `${path} is nested ${depth} levels deep, beyond the limit of ${MAX_STORED_DEPTH}; flatten the data`;
+  if (depth > MAX_STORED_DEPTH) return { at: [], why: `is nested ${depth} levels deep, beyond the limit of ${MAX_STORED_DEPTH}; flatten the data` };
   ancestors.add(value);
   try {
     if (Array.isArray(value)) {
       for (let i = 0; i < value.length; i++) {
-        const problem = storableAt(value[i], `${path}[${i}]`, ancestors, depth + 1);
-        if (problem) return problem;
+        const found = unstorableIn(value[i], ancestors, depth + 1);
+        if (found) {
+          found.at.push(`[${i}]`);
+          return found;
+        }
       }
       return null;
     }
     for (const key of Object.keys(value)) {
       const keyProblem = stringProblem(key);
-      if (keyProblem) return `${path}${keyPath(key)}: the key ${keyProblem}`;
-      const problem = storableAt((value as Record<string, unknown>)[key], `${path}${keyPath(key)}`, ancestors, depth + 1);
-      if (problem) return problem;
+      if (keyProblem) return { at: [`${keyPath(key)}:`], why: `the key ${keyProblem}` };
+      const found = unstorableIn((value as Record<string, unknown>)[key], ancestors, depth + 1);
+      if (found) {
+        found.at.push(keyPath(key));
+        return found;
+      }
     }
     return null;
   } finally {
@@ -258,11 +266,14 @@ function storableAt(value: unknown, path: string, ancestors: Set<object>, depth:
 
 /** Why a string cannot be stored in PostgreSQL (text or jsonb), or `null`. */
 export function stringProblem(text: string): string | null {
+  if (!MAYBE_UNSTORABLE.test(text)) return null; // one scan for the common case
   if (text.includes('\u0000')) return 'contains NUL (\\u0000), which PostgreSQL cannot store; remove it or encode the data (base64)';
   if (LONE_SURROGATE.test(text)) return 'contains a lone UTF-16 surrogate (half of a character), which PostgreSQL cannot store; fix the text or encode it';
   return null;
 }
 
+// eslint-disable-next-line no-control-regex -- NUL is what it finds
+const MAYBE_UNSTORABLE = /[\u0000\uD800-\uDFFF]/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function problemAt(value: unknown, path: string, ancestors: Map<object, string>, depth: number, maxDepth: number): string | null {
