@@ -124,6 +124,20 @@ describe.each(BACKENDS)('one bad record fails alone on $name', ({ make }) => {
     expect(warnings.some((w) => w.machine === 'ingest' && w.id === 'poison')).toBe(true);
   });
 
+  it('with two nodes, the neighbours of a bad record are not held: every healthy one finishes', async () => {
+    const other = await createRuntime({ database: backend.database, schema: backend.schema, machines, logger });
+    try {
+      await other.start();
+      const ids = Array.from({ length: 100 }, (_, i) => `two-${i}`);
+      // The fetch fails only for the id "poison", so this culprit carries the key instead.
+      await rt.createMany('ingest', [...ids.map((id) => ({ id, input: { key: id } })), { id: 'two-poison', input: { key: 'poison' } }]);
+      await rt.waitFor('ingest', 'two-poison', { status: 'failed' }, { timeoutMs: 20_000 });
+      for (const id of ids) await rt.waitFor('ingest', id, { status: 'done' }, { timeoutMs: 20_000 });
+    } finally {
+      await other.stop();
+    }
+  });
+
   it.each([
     ['bigint', /the step's new context cannot be stored: context\.total is a BigInt/],
     ['cycle', /the step's new context cannot be stored: context\.peer\.self refers back/],
