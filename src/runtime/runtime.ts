@@ -5,6 +5,7 @@ import { NatsBus } from '../bus/nats.js';
 import { createRelay } from '../bus/relay.js';
 import { type CallerTransaction, type Database, withRetry } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
+import { createOutboxQueries } from '../db/outbox-queries.js';
 import { createQueries, type InstanceRow, type Queries } from '../db/queries.js';
 import { createPruneQueries, type PruneQueries } from '../db/prune-queries.js';
 import { createResidencyQueries } from '../db/residency-queries.js';
@@ -45,6 +46,7 @@ import type {
   HistoryEntry,
   NodeInfo,
   Page,
+  ParkedTransition,
   RecordView,
   ResidencyRow,
   Runtime,
@@ -332,6 +334,26 @@ class DroverRuntime implements Runtime {
     const handle = this.supervisor.register(name, 'periodic', worker.handler, {}, { drain: worker.drain, onRun: worker.reset, onHalt: worker.halt });
     if (this.state === 'started') this.supervisor.start(name);
     return handle;
+  }
+
+  async parked(options: { limit?: number } = {}): Promise<{ count: number; items: ParkedTransition[] }> {
+    this.assertOpen();
+    rejectUnknownKeys(options, ['limit'], 'parked()');
+    const limit = options.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new InvalidArgumentError('limit must be an integer from 1 to 1000');
+    const outbox = createOutboxQueries(this.schema);
+    const [count, rows] = await withRetry(() => Promise.all([outbox.parkedCount(this.db), outbox.parked(this.db, { limit })]));
+    const items = rows.map((r) => ({
+      id: r.tid,
+      machine: r.machine,
+      recordId: r.instance_id,
+      seq: r.seq,
+      state: r.to_state,
+      at: r.at,
+      parkedAt: r.parked_at,
+      error: r.publish_error,
+    }));
+    return { count, items };
   }
 
   async nodes(): Promise<NodeInfo[]> {

@@ -206,6 +206,14 @@ export interface Runtime {
    * @example const { records, transitions } = await drover.prune();
    */
   prune(): Promise<PruneResult>;
+  /**
+   * Transitions the NATS relay parked because NATS refused the message itself (for example a
+   * record id with CR/LF in a header): never published, kept with their error, oldest first.
+   * `count` is all of them, `items` up to `limit` (default 100). Empty without NATS.
+   *
+   * @example const { count, items } = await drover.parked(); if (count) console.warn(items[0]?.error.message);
+   */
+  parked(options?: { limit?: number }): Promise<{ count: number; items: ParkedTransition[] }>;
   /** Nodes whose heartbeat is recent (within three heartbeat intervals). */
   nodes(): Promise<NodeInfo[]>;
   /**
@@ -219,4 +227,19 @@ export interface Runtime {
   start(): Promise<void>;
   /** Drains: stops claiming and ticking, lets in-flight work finish (up to `shutdownGrace`), releases leases, closes. */
   stop(): Promise<void>;
+}
+
+/** A transition the NATS relay could not publish and parked (see `Runtime.parked`). */
+export interface ParkedTransition {
+  /** The history row's id: `UPDATE <schema>.transitions SET parked_at = NULL, publish_error = NULL WHERE id = …` re-queues it. */
+  id: string;
+  machine: string;
+  recordId: string;
+  seq: number;
+  /** The state the transition went to. */
+  state: string;
+  at: Date;
+  parkedAt: Date;
+  /** Why NATS refused it. */
+  error: { name: string; message: string };
 }

@@ -99,6 +99,10 @@ describe('a transition NATS refuses', () => {
     const q = { query: (text: string, params?: unknown[]) => admin.query(text, params) } as never;
     expect(await sql.parkedCount(q)).toBe(1);
     expect(await sql.parked(q, { limit: 10 })).toMatchObject([{ machine: 'lamp', instance_id: bad, seq: 1, publish_error: { name: 'InvalidArgumentError' } }]);
+    const seen = await w.rt.parked();
+    expect(seen).toMatchObject({ count: 1, items: [{ machine: 'lamp', recordId: bad, seq: 1, state: 'off', error: { name: 'InvalidArgumentError' } }] });
+    expect(seen.items[0]?.parkedAt).toBeInstanceOf(Date);
+    await expect(w.rt.parked({ limit: 0 })).rejects.toThrow('limit must be an integer from 1 to 1000');
   }, 30_000);
 });
 
