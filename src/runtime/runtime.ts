@@ -38,6 +38,7 @@ import { nextWake, type RecordStatus } from '../record/step.js';
 import { none } from '../supervisor/results.js';
 import { Supervisor, type WorkerHandle } from '../supervisor/supervisor.js';
 import { type Clock, sleep } from '../time.js';
+import { registerAccess } from './access.js';
 import { MAX_TIMER_MS, type ResolvedOptions, type RuntimeOptions, resolveOptions } from './options.js';
 import type {
   CreateManyOptions,
@@ -206,6 +207,15 @@ class DroverRuntime implements Runtime {
       bootEngine: () => this.bootEngine(),
       drainEngine: () => this.drainEngine(),
       announce: (op, value) => bus.announceControl(op, value, this.node),
+    });
+    registerAccess(this, {
+      db: this.db,
+      schema: this.schema,
+      node: this.node,
+      registry: this.registry,
+      clock: this.clock,
+      bus,
+      supervisor: this.supervisor,
     });
     // The one commit hook: transitions to the bus, the relay woken to publish them, waiters re-read.
     this.engine.onCommitted((messages) => {
