@@ -34,6 +34,7 @@ export { stateString } from './record/state.js';
 export type { RecordStatus } from './record/step.js';
 export type { RuntimeOptions } from './runtime/options.js';
 export { createRuntime } from './runtime/runtime.js';
+export { partitionHistory, type PartitionHistoryOptions, type PartitionHistoryResult } from './engine/partitions.js';
 export type { CreateManyItem, CreateManyOptions, CreateOptions, DroverEvent, HistoryEntry, MigrateMove, MigrateOptions, MigrateResult, NodeInfo, Page, ParkedTransition, PruneResult, RecordView, ResidencyRow, Runtime, Unsubscribe, WaitCondition } from './runtime/types.js';
 export type { PeriodicContext, PeriodicOptions, PeriodicResult, PeriodicRun } from './periodic/periodic.js';
 export type { ScheduleSpec } from './periodic/schedule.js';

@@ -1,4 +1,5 @@
-import { type Queryable, quoteSchema } from './database.js';
+import { type Database, type Queryable, quoteSchema } from './database.js';
+import { createPartitionsAhead, dropPartition, keptHistorySql, type PartitionedHistory, readPartitioning } from './partitions.js';
 
 /** What one prune statement deleted. */
 export interface PruneCounts {
@@ -44,6 +45,9 @@ export function createPruneQueries(schema: string) {
       LIMIT $2
       FOR UPDATE SKIP LOCKED)
     DELETE FROM ${s}.transitions t USING doomed d WHERE t.id = d.id`;
+  const keptSql = keptHistorySql(schema);
+  // One key per schema: the node that holds it does this round's partition work, the others skip it.
+  const partitionLock = `drover:${schema}:history-partitions`;
 
   return {
     /** Deletes up to `limit` records of `status` last changed before `before`, with their history, inbox, invocations and SLA breaches. */
@@ -54,6 +58,25 @@ export function createPruneQueries(schema: string) {
     /** Deletes up to `limit` published history rows older than `before` (each record's first and latest entries kept); resolves to how many. */
     async oldHistory(db: Queryable, args: { before: Date; limit: number }): Promise<number> {
       return (await db.query(oldHistorySql, [args.before, args.limit])).rowCount;
+    },
+    /** The history table's partitioning (one catalog read): `null` for a plain table. */
+    partitioning(db: Queryable): Promise<PartitionedHistory | null> {
+      return readPartitioning(db, schema);
+    },
+    /** Creates the partitions from now to a few intervals ahead that do not exist yet; resolves to their names. */
+    partitionsAhead(db: Database, state: PartitionedHistory, now: Date): Promise<string[]> {
+      return db.transaction(async (tx) => {
+        const { rows } = await tx.query<{ ok: boolean }>(`SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok`, [partitionLock]);
+        return rows[0]?.ok ? createPartitionsAhead(tx, schema, state, now) : [];
+      });
+    },
+    /** Drops one whole partition, its kept rows moved to the default partition; resolves to the rows that went, `'locked'` when another node is at it, `'gone'` when it is dropped already. */
+    dropPartition(db: Database, name: string): Promise<number | 'locked' | 'gone'> {
+      return dropPartition(db, schema, name, partitionLock);
+    },
+    /** Deletes up to `limit` old history rows of the default partition (those kept from dropped partitions) that are no longer a record's latest entry. */
+    async keptHistory(db: Queryable, args: { before: Date; limit: number }): Promise<number> {
+      return (await db.query(keptSql, [args.before, args.limit])).rowCount;
     },
   };
 }

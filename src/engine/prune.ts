@@ -15,8 +15,10 @@ export interface Retention {
 export interface PruneResult {
   /** Finished records deleted, with their history, inbox, invocations and SLA breaches. */
   records: number;
-  /** History rows deleted: those of the records above and old ones of records kept. */
+  /** History rows deleted: those of the records above and old ones of records kept (with a partitioned history, those of dropped partitions too). */
   transitions: number;
+  /** With a partitioned history only: the whole partitions dropped ({@link partitionHistory}). */
+  partitions?: number;
 }
 
 /** Rows per statement: small enough that no statement holds locks or bloats WAL for long. */
@@ -27,6 +29,10 @@ export const PRUNE_BATCH = 1000;
  * own transaction, looping until a batch comes back short. Safe on every node at once: the
  * statements skip rows another node holds. An aborted `signal` (the runtime stopping) ends it
  * after the batch in hand; the rest waits for the next run.
+ *
+ * With a partitioned history ({@link partitionHistory}) old history goes by whole partitions
+ * instead: a partition whose range ends before the cutoff is dropped, what the rule keeps
+ * moved to the default partition first, and the partitions of the next intervals are made.
  */
 export async function prune(deps: {
   db: Database;
@@ -55,10 +61,29 @@ export async function prune(deps: {
       await yieldToLoop();
     }
   }
+  const partitioned = await sql.partitioning(db);
+  if (partitioned) {
+    // A partitioned history: old rows go with their whole partition (one DROP, no DELETE of
+    // rows), once the partition's range ends before the cutoff; new partitions are made ahead.
+    total.partitions = 0;
+    await sql.partitionsAhead(db, partitioned, new Date(now));
+    if (retention.historyMs === null) return total;
+    const before = new Date(now - retention.historyMs);
+    for (const p of partitioned.partitions) {
+      if (p.to.getTime() > before.getTime() || signal?.aborted) break;
+      const n = await sql.dropPartition(db, p.name);
+      if (n === 'locked') break;
+      if (n === 'gone') continue;
+      total.partitions += 1;
+      total.transitions += n;
+      await yieldToLoop();
+    }
+  }
   if (retention.historyMs !== null) {
     const before = new Date(now - retention.historyMs);
+    const oldHistory = partitioned ? sql.keptHistory : sql.oldHistory;
     for (;;) {
-      const n = await sql.oldHistory(db, { before, limit });
+      const n = await oldHistory(db, { before, limit });
       total.transitions += n;
       if (n < limit || signal?.aborted) break;
       await yieldToLoop();
