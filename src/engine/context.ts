@@ -2,6 +2,7 @@ import type { TransitionMessage } from '../bus/bus.js';
 import type { Database } from '../db/database.js';
 import type { Queries } from '../db/queries.js';
 import type { Logger } from '../log.js';
+import type { RecordInspector } from '../inspect/records.js';
 import type { Telemetry } from '../otel/telemetry.js';
 import type { MachineRegistry } from '../record/registry.js';
 import type { Clock } from '../time.js';
@@ -22,6 +23,8 @@ export interface EngineDeps {
   /** How long `drain()` waits for running invocations. */
   shutdownGraceMs: number;
   telemetry: Telemetry;
+  /** Shows every committed step to an XState inspection observer (the runtime option `inspect`). */
+  inspector?: RecordInspector;
   /** The largest serialised event or input, in bytes (the runtime option `maxPayload`). Default 1 MiB. */
   maxPayload?: number;
   /**

@@ -372,6 +372,7 @@ export class Engine {
         else poller.wakeAt(r.wake);
       }
       messages.push(...transitionMessages(r.id, def.name, def.version, r.out.transitions));
+      this.deps.inspector?.stepped(def, r.id, r.out);
     }
     const due = earliestDue(records);
     if (due !== null) this.deps.announceWork(def.queue, laterThan(this.deps.clock.now(), due));

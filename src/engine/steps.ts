@@ -315,6 +315,7 @@ export class StepWriter {
       }
       messages.push(...transitionMessages(id, machine, version, out.transitions));
       ctx.telemetry.stateSpans(machine, version, id, step.enteredBefore, out.transitions);
+      ctx.inspector?.stepped(step.def, id, out);
     }
     if (messages.length > 0) ctx.commits.emit(messages);
     if (wakeInvocations) this.hooks.invocationsLeft();

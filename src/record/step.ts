@@ -88,6 +88,8 @@ export interface StepOutcome extends RecordState {
   /** Events the record could not take; they are consumed and dropped. */
   ignored: EventObject[];
   consumedEventIds: string[];
+  /** Every event the step took through XState, in order, with the snapshot after it (what the inspector is shown). */
+  folded: Array<{ event: EventObject; snapshot: AnyMachineSnapshot }>;
   /** The trace context of the item being folded (stamped on the transitions it causes). */
   cause?: string;
 }
@@ -128,6 +130,7 @@ export function initialStep(def: DurableMachine, input: unknown, now: number, ti
   });
   out.seq = 1;
   settle(out, snapshot, init, now, failure);
+  out.folded.push({ event: init, snapshot: out.snapshot });
   if (out.status === 'active' && queue.length > 0) fold(def, out, queue, now);
   return out;
 }
@@ -187,14 +190,17 @@ function fold(def: DurableMachine, out: StepOutcome, queue: EventObject[], now: 
     } catch (err) {
       // A throwing guard or assign: keep the last good snapshot, fail the record.
       settle(out, out.snapshot, event, now, err, timersBefore);
+      out.folded.push({ event, snapshot: out.snapshot });
       return;
     }
     if (next === out.snapshot && actions.length === 0) {
       out.ignored.push(event);
+      out.folded.push({ event, snapshot: out.snapshot });
       continue;
     }
     const failure = applyActions(out, actions, now, queue) ?? unstorableContext(next, out.snapshot);
     settle(out, failure === undefined ? next : out.snapshot, event, now, failure, timersBefore);
+    out.folded.push({ event, snapshot: out.snapshot });
   }
 }
 
@@ -338,5 +344,6 @@ function emptyOutcome(record: RecordState): StepOutcome {
     emitted: [],
     ignored: [],
     consumedEventIds: [],
+    folded: [],
   };
 }

@@ -60,7 +60,7 @@ export interface RuntimeOptions {
   lease?: Duration;
   /** How long `stop()` waits for running invocations and worker handlers. Default 10s. */
   shutdownGrace?: Duration;
-  /** An XState inspection observer (e.g. the Stately inspector's `inspect`): sees the supervisor and every child. */
+  /** An XState inspection observer (e.g. the Stately inspector's `inspect`): sees the supervisor and every child, and each committed step of a record as an actor `<machine>:<id>`. */
   inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
   /** How often each node re-reads enable/disable and paused tags from the database. Default 1s. */
   controlInterval?: Duration;

@@ -14,6 +14,7 @@ import { createVersionQueries } from '../db/version-queries.js';
 import { type Created, type CreateItem, Engine } from '../engine/engine.js';
 import { type MigrateOptions, type MigrateResult, type MigrationDeps, migrateRecords } from '../engine/record-migration.js';
 import { prune, type PruneResult } from '../engine/prune.js';
+import { RecordInspector } from '../inspect/records.js';
 import { repairStateStrings } from '../engine/repair.js';
 import { checkMachineVersions } from '../engine/versions.js';
 import {
@@ -188,6 +189,7 @@ class DroverRuntime implements Runtime {
       shutdownGraceMs: options.shutdownGraceMs,
       maxPayload: options.maxPayload,
       telemetry: this.telemetry,
+      ...(options.inspect ? { inspector: new RecordInspector(options.inspect, options.logger) } : {}),
       // NOTIFY reaches the other nodes too; on NATS a wake message may come first.
       announceWork: (queue, at) => bus.announceWork(queue, this.node, at),
     });
