@@ -102,18 +102,49 @@ export async function createPartitionsAhead(
 }
 
 /**
+ * {@link createPartitionsAhead} in its own transaction, by the one node holding `lockKey`, with
+ * the same lock timeout as a detach: when sessions hold the history table past it, nothing is
+ * made this round (resolves to `[]`) rather than every writer queueing behind the wait.
+ */
+export async function createPartitionsLocked(db: Database, schema: string, state: PartitionedHistory, now: Date, lockKey: string): Promise<string[]> {
+  const missing = (() => {
+    const have = new Set(state.partitions.map((p) => p.name));
+    let start = intervalStart(state.interval, now);
+    for (let k = 0; k <= PARTITIONS_AHEAD; k++) {
+      const p = partitionFor(state.interval, start);
+      if (!have.has(p.name)) return true;
+      start = p.to;
+    }
+    return false;
+  })();
+  if (!missing) return [];
+  try {
+    return await db.transaction(async (tx) => {
+      const { rows } = await tx.query<{ ok: boolean }>(`SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok`, [lockKey]);
+      if (!rows[0]?.ok) return [];
+      await tx.query(`SET LOCAL lock_timeout = '${DETACH_LOCK_TIMEOUT_MS}ms'`);
+      return createPartitionsAhead(tx, schema, state, now);
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code === '55P03') return [];
+    throw err;
+  }
+}
+
+/**
  * Drops one range partition whose whole range is past retention, keeping what the history
  * rule keeps: each record's creation entry, its latest entry, and anything unpublished. In one
- * transaction: the partition is detached (which locks the history table until commit), the
- * rows to keep are inserted again through the parent (no range covers them any more, so they
- * land in the default partition `transitions_kept`, ids and times unchanged), and the table is
- * dropped. Resolves to the rows that went, `'locked'` when another node holds the partition
- * lock, `'gone'` when the partition is no longer there.
+ * transaction: the rows to keep are found, the partition is detached (which locks the history
+ * table until commit), the kept rows are inserted again through the parent (no range covers
+ * them any more, so they land in the default partition `transitions_kept`, ids and times
+ * unchanged), and the table is dropped. Resolves to the rows that went; `'locked'` when another
+ * node holds the partition lock or the detach could not get the table's lock within
+ * {@link DETACH_LOCK_TIMEOUT_MS}; `'gone'` when the partition is no longer there.
  */
 export async function dropPartition(db: Database, schema: string, name: string, lockKey: string): Promise<number | 'locked' | 'gone'> {
   const s = quoteSchema(schema);
   if (!NAME.test(name)) throw new InvalidArgumentError(`"${name}" is not a drover history partition`);
-  return db.transaction(async (tx) => {
+  return dropIn(db, async (tx) => {
     const { rows } = await tx.query<{ ok: boolean }>(`SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok`, [lockKey]);
     if (!rows[0]?.ok) return 'locked';
     const attached = await tx.query(
@@ -122,18 +153,58 @@ export async function dropPartition(db: Database, schema: string, name: string, 
       [schema, name],
     );
     if (attached.rows.length === 0) return 'gone';
-    await tx.query(`ALTER TABLE ${s}.transitions DETACH PARTITION ${s}.${name}`);
-    const all = (await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.${name}`)).rows[0]?.n ?? 0;
+    // The rows to keep are found first, while every other session goes on reading and writing
+    // (this transaction holds only a share lock meanwhile): creation entries, unpublished rows,
+    // and each record's last row here when the record has nothing later elsewhere (one look-up
+    // per record, not per row). Only then is the partition detached, which locks the history
+    // table until commit, and the short part runs: the kept rows re-inserted by id, as they are
+    // now, and the table dropped. A row written into the partition after the look-up (a clock
+    // more than the retention behind) has a higher id and is kept too.
+    const { rows: counted } = await tx.query<{ n: number; max_id: string | null }>(
+      `SELECT count(*)::int AS n, max(id)::text AS max_id FROM ${s}.${name}`,
+    );
+    const all = counted[0]?.n ?? 0;
+    await tx.query(
+      `CREATE TEMP TABLE drover_kept_ids ON COMMIT DROP AS
+       WITH latest AS (
+         SELECT DISTINCT ON (machine, instance_id) id, machine, instance_id, seq FROM ${s}.${name}
+         ORDER BY machine, instance_id, seq DESC)
+       SELECT t.id FROM ${s}.${name} t WHERE t.from_state IS NULL OR t.published_at IS NULL
+       UNION
+       SELECT l.id FROM latest l
+       WHERE NOT EXISTS (SELECT 1 FROM ${s}.transitions n WHERE n.machine = l.machine AND n.instance_id = l.instance_id AND n.seq > l.seq)`,
+    );
+    await tx.query(`SET LOCAL lock_timeout = '${DETACH_LOCK_TIMEOUT_MS}ms'`);
+    try {
+      await tx.query(`ALTER TABLE ${s}.transitions DETACH PARTITION ${s}.${name}`);
+    } catch (err) {
+      // Sessions held the table past the timeout: leave it for the next round rather than queue everybody behind us.
+      if ((err as { code?: string }).code === '55P03') throw new LockBusy();
+      throw err;
+    }
     const kept = await tx.query(
       `INSERT INTO ${s}.transitions OVERRIDING SYSTEM VALUE
-       SELECT t.* FROM ${s}.${name} t
-       WHERE t.from_state IS NULL OR t.published_at IS NULL
-          OR (NOT EXISTS (SELECT 1 FROM ${s}.${name} n WHERE n.machine = t.machine AND n.instance_id = t.instance_id AND n.seq > t.seq)
-              AND NOT EXISTS (SELECT 1 FROM ${s}.transitions n WHERE n.machine = t.machine AND n.instance_id = t.instance_id AND n.seq > t.seq))`,
+       SELECT t.* FROM ${s}.${name} t WHERE t.id IN (SELECT id FROM drover_kept_ids) OR t.id > $1::bigint`,
+      [counted[0]?.max_id ?? '0'],
     );
     await tx.query(`DROP TABLE ${s}.${name}`);
     return all - kept.rowCount;
   });
+}
+
+/** How long the detach waits for sessions using the history table before it gives up for this round. */
+export const DETACH_LOCK_TIMEOUT_MS = 2000;
+
+class LockBusy extends Error {}
+
+/** Runs a drop in a transaction; a detach that timed out on the lock rolls it back and resolves to `'locked'`. */
+async function dropIn(db: Database, fn: (tx: Queryable) => Promise<number | 'locked' | 'gone'>): Promise<number | 'locked' | 'gone'> {
+  try {
+    return await db.transaction(fn);
+  } catch (err) {
+    if (err instanceof LockBusy) return 'locked';
+    throw err;
+  }
 }
 
 /** Options of {@link convertHistory}. */

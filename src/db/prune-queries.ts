@@ -1,5 +1,5 @@
 import { type Database, type Queryable, quoteSchema } from './database.js';
-import { createPartitionsAhead, dropPartition, keptHistorySql, type PartitionedHistory, readPartitioning } from './partitions.js';
+import { createPartitionsLocked, dropPartition, keptHistorySql, type PartitionedHistory, readPartitioning } from './partitions.js';
 
 /** What one prune statement deleted. */
 export interface PruneCounts {
@@ -65,10 +65,7 @@ export function createPruneQueries(schema: string) {
     },
     /** Creates the partitions from now to a few intervals ahead that do not exist yet; resolves to their names. */
     partitionsAhead(db: Database, state: PartitionedHistory, now: Date): Promise<string[]> {
-      return db.transaction(async (tx) => {
-        const { rows } = await tx.query<{ ok: boolean }>(`SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok`, [partitionLock]);
-        return rows[0]?.ok ? createPartitionsAhead(tx, schema, state, now) : [];
-      });
+      return createPartitionsLocked(db, schema, state, now, partitionLock);
     },
     /** Drops one whole partition, its kept rows moved to the default partition; resolves to the rows that went, `'locked'` when another node is at it, `'gone'` when it is dropped already. */
     dropPartition(db: Database, name: string): Promise<number | 'locked' | 'gone'> {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setup } from 'xstate';
 import { createRuntime, durable, InvalidArgumentError, partitionHistory, type RuntimeOptions, TestClock } from '../../src/index.js';
-import { BACKENDS, type TestBackend } from '../helpers/backends.js';
+import { BACKENDS, postgresBackend, type TestBackend } from '../helpers/backends.js';
 import { until } from '../helpers/until.js';
 
 const job = durable(
@@ -216,6 +216,71 @@ describe.each(BACKENDS)('history partitioned by month on $name', ({ make }) => {
     } finally {
       await p3.stop();
       await q3.stop();
+    }
+  });
+});
+
+describe('a partition drop on postgres', () => {
+  let backend: TestBackend;
+  beforeAll(async () => {
+    backend = await postgresBackend();
+  });
+  afterAll(async () => {
+    await backend.close();
+  });
+
+  it('gives up for this round when sessions hold the history table past the lock timeout, and drops on the next', async () => {
+    const clock = new TestClock(Date.UTC(2026, 0, 10));
+    const rt = await createRuntime({ database: backend.database, schema: backend.schema, clock, machines: [job], retention: KEEP_ALL });
+    await rt.start();
+    try {
+      await rt.create('job', { id: 'r' });
+      await rt.send('job', 'r', { type: 'poke' });
+      await rt.waitFor('job', 'r', { state: 'poked' });
+      await rt.send('job', 'r', { type: 'poke' });
+      await rt.waitFor('job', 'r', { state: 'waiting' });
+    } finally {
+      await rt.stop();
+    }
+    await partitionHistory({ database: backend.database, schema: backend.schema, clock });
+    clock.set(Date.UTC(2026, 3, 5));
+    const pruner = await createRuntime({ database: backend.database, schema: backend.schema, clock, machines: [job], retention: HISTORY_30D });
+    try {
+      const names = async () =>
+        (
+          await backend.query<{ name: string }>(
+            `SELECT c.relname::text AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = '"${backend.schema}".transitions'::regclass AND c.relname LIKE 'transitions_m%' ORDER BY 1`,
+          )
+        ).map((r) => r.name);
+      const before = await names();
+      expect(before.slice(0, 2)).toEqual(['transitions_m202601', 'transitions_m202602']);
+      // A session in the middle of a write holds the table: the detach cannot get its lock.
+      let busy: Promise<void> | undefined;
+      const held = new Promise<void>((resolve) => {
+        busy = backend.inTransaction(async (tx) => {
+          await tx.query(`LOCK TABLE "${backend.schema}".transitions IN ROW EXCLUSIVE MODE`);
+          resolve();
+          // Held while the prune below tries (its lock timeout is 2 s): no event to wait on from here.
+          await new Promise((r) => setTimeout(r, 6000));
+        }, 'commit');
+      });
+      await held;
+      const t0 = Date.now();
+      expect(await pruner.prune()).toEqual({ records: 0, transitions: 0, partitions: 0 });
+      // Two waits of at most 2 s (making the next partitions, detaching), not the 6 s the lock is held.
+      expect(Date.now() - t0).toBeLessThan(5500);
+      expect((await names()).slice(0, 2)).toEqual(before.slice(0, 2));
+      await busy;
+      // The next round drops both: r's first poke goes; its creation and latest entries are kept.
+      expect(await pruner.prune()).toEqual({ records: 0, transitions: 1, partitions: 2 });
+      expect((await names())[0]).toBe('transitions_m202603');
+      expect((await pruner.history('job', 'r')).map((h) => [h.from, h.to])).toEqual([
+        [null, 'waiting'],
+        ['poked', 'waiting'],
+      ]);
+    } finally {
+      await pruner.stop();
     }
   });
 });
