@@ -17,6 +17,10 @@ export interface WorkerOptions {
   holdAfter?: number;
   holdId?: string;
   holdFile?: string;
+  /** The database the node uses (default: the suite's DATABASE_URL). */
+  databaseUrl?: string;
+  /** More environment for the worker (DROVER_NATS, DROVER_POOL_MAX, DROVER_MACHINES, …: see fixtures/worker.ts). */
+  env?: Record<string, string>;
 }
 
 /** A drover node in a child process (fixtures/worker.ts), and everything it printed. */
@@ -31,7 +35,7 @@ export class Worker {
   constructor(readonly options: WorkerOptions) {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
-      DATABASE_URL,
+      DATABASE_URL: options.databaseUrl ?? DATABASE_URL,
       DROVER_SCHEMA: options.schema,
       DROVER_NODE: options.node,
       DROVER_LEASE: options.lease ?? '1s',
@@ -39,6 +43,7 @@ export class Worker {
       DROVER_BATCH: String(options.batch ?? 20),
       DROVER_CONCURRENCY: String(options.concurrency ?? 10),
       BUSY_MS: String(options.busyMs ?? 0),
+      ...options.env,
     };
     if (options.holdAfter !== undefined) env.HOLD_AFTER = String(options.holdAfter);
     if (options.holdId !== undefined) env.HOLD_ID = options.holdId;
@@ -56,6 +61,11 @@ export class Worker {
         resolve(this.exitInfo);
       });
     });
+  }
+
+  /** How the process ended, once it has. */
+  get exitCode(): { code: number | null; signal: NodeJS.Signals | null } | undefined {
+    return this.exitInfo;
   }
 
   get pid(): number | undefined {
