@@ -221,3 +221,16 @@ export class UnstorableValueError extends DroverError {
     super('UNSTORABLE_VALUE', message);
   }
 }
+
+/**
+ * The database could not be reached or kept dropping the connection (refused, reset, the
+ * server shutting down, no free connection), after drover's own retries. A write that failed
+ * this way committed whole or not at all (each is one transaction): when the connection dropped
+ * during the commit, read back before repeating it (a repeated `create()` with the same id is a
+ * `DuplicateRecordError`, never a second record). `cause` is the driver's error.
+ */
+export class DatabaseUnavailableError extends DroverError {
+  constructor(cause: unknown) {
+    super('DATABASE_UNAVAILABLE', `the database is unavailable: ${errorMessage(cause)}; try again when it is back`, { cause });
+  }
+}

@@ -16,6 +16,7 @@ export {
   NotFailedError,
   UnmappedStatesError,
   UnstorableValueError,
+  DatabaseUnavailableError,
   RecordNotFoundError,
   RunTimeoutError,
   RuntimeStoppedError,

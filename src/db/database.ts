@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../errors.js';
+import { DatabaseUnavailableError, DroverError, InvalidArgumentError } from '../errors.js';
 
 /** The result of one statement, the same shape on every backend. */
 export interface QueryResult<R> {
@@ -61,13 +61,20 @@ const RETRYABLE_NODE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOU
  * deadlock) and so worth retrying, rather than a mistake that will fail again.
  */
 export function isTransientError(err: unknown): boolean {
-  if (!err || typeof err !== 'object') return false;
+  if (err instanceof DatabaseUnavailableError) return true;
+  if (!err || typeof err !== 'object' || err instanceof DroverError) return false;
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string' && (RETRYABLE_SQLSTATE.has(code) || RETRYABLE_NODE.has(code))) return true;
   const message = (err as { message?: unknown }).message;
   return (
-    typeof message === 'string' && /Connection terminated|connection is closed|Client has encountered a connection error/i.test(message)
+    typeof message === 'string' &&
+    /Connection terminated|connection is closed|Client has encountered a connection error|timeout exceeded when trying to connect/i.test(message)
   );
+}
+
+/** A transient database error as callers see it: a {@link DatabaseUnavailableError} with the driver's error as `cause`; any other error as it is. */
+export function asDatabaseUnavailable(err: unknown): unknown {
+  return isTransientError(err) && !(err instanceof DatabaseUnavailableError) ? new DatabaseUnavailableError(err) : err;
 }
 
 /** Capped exponential backoff with full jitter: attempt 1 → up to `baseMs`, doubling up to `maxMs`. */
@@ -76,13 +83,17 @@ export function backoffMs(attempt: number, baseMs: number, maxMs: number, random
   return Math.round(ceiling / 2 + (random() * ceiling) / 2);
 }
 
-/** Retries `fn` on transient errors with capped exponential backoff, up to `attempts` tries. */
+/**
+ * Retries `fn` on transient errors with capped exponential backoff, up to `attempts` tries
+ * (one to two seconds on the defaults); then throws a {@link DatabaseUnavailableError}. One already
+ * thrown by a nested `withRetry` is not retried again.
+ */
 export async function withRetry<T>(fn: () => Promise<T>, attempts = 6, baseMs = 50, maxMs = 2000): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (err) {
-      if (attempt >= attempts || !isTransientError(err)) throw err;
+      if (attempt >= attempts || !isTransientError(err) || err instanceof DatabaseUnavailableError) throw asDatabaseUnavailable(err);
       await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, baseMs, maxMs)));
     }
   }

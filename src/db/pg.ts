@@ -1,11 +1,14 @@
 import pg from 'pg';
 import type { Logger } from '../log.js';
 import type { Database, Queryable, QueryResult } from './database.js';
+import { OutageLog } from './outage.js';
 
 /** A `Database` on node-postgres. Opens its own pool for a connection string; borrows a given one. */
 export function pgDatabase(source: string | pg.Pool, logger: Logger): Database {
   const owned = typeof source === 'string';
   const pool = typeof source === 'string' ? new pg.Pool({ connectionString: source, max: 10 }) : source;
+  // What a LISTEN connection of its own connects with: the pool's settings.
+  const clientConfig: pg.ClientConfig = typeof source === 'string' ? { connectionString: source } : pool.options;
   // Without an error listener an idle client that loses its connection kills the process.
   const onPoolError = (err: Error) => logger.warn({ err: err.message }, 'drover: idle database client error');
   pool.on('error', onPoolError);
@@ -21,6 +24,12 @@ export function pgDatabase(source: string | pg.Pool, logger: Logger): Database {
     async transaction(fn) {
       const client = await pool.connect();
       let broken: unknown;
+      // A checked-out client that loses its connection (a restart, pg_terminate_backend) emits
+      // 'error'; with no listener that kills the process. The query in flight fails with it too.
+      const onLost = (err: Error) => {
+        broken = err;
+      };
+      client.on('error', onLost);
       try {
         await client.query('BEGIN');
         const tx: Queryable = { query: (text, params) => run(client, text, params) };
@@ -35,52 +44,56 @@ export function pgDatabase(source: string | pg.Pool, logger: Logger): Database {
         }
         throw err;
       } finally {
+        client.off('error', onLost);
         client.release(broken instanceof Error ? broken : undefined);
       }
     },
     async listen(channel, onNotify) {
-      let client: pg.PoolClient | undefined;
+      // LISTEN holds a connection for as long as the runtime runs: it gets its own, outside the
+      // pool, so a small pool (even `max: 1`) is left whole for the work.
+      let client: pg.Client | undefined;
       let closed = false;
       let retry: NodeJS.Timeout | undefined;
+      const outage = new OutageLog(logger, { listen: channel }, Date.now);
       const reconnect = (ms: number) => {
         if (!closed && !retry) retry = setTimeout(() => void connect(), ms);
       };
-      // Releases a listen client exactly once: pg can emit 'error' twice for one lost
-      // connection (the server's FATAL message, then the socket's end), and a client that
-      // is never released makes pool.end() wait forever.
-      const drop = (c: pg.PoolClient, err?: Error) => {
-        if ((c as { droverReleased?: boolean }).droverReleased) return;
-        (c as { droverReleased?: boolean }).droverReleased = true;
+      // Ends a listen client exactly once: pg can emit 'error' twice for one lost connection
+      // (the server's FATAL message, then the socket's end).
+      const dropped = new WeakSet<pg.Client>();
+      const drop = (c: pg.Client) => {
+        if (dropped.has(c)) return;
+        dropped.add(c);
         if (client === c) client = undefined;
-        c.release(err ?? true);
+        c.end().catch(() => {});
       };
       const connect = async (): Promise<void> => {
         retry = undefined;
         if (closed) return;
-        let c: pg.PoolClient | undefined;
+        const c = new pg.Client(clientConfig);
+        c.on('notification', (msg) => {
+          if (msg.channel === channel) onNotify(msg.payload ?? '');
+        });
+        c.on('error', (err) => {
+          if (dropped.has(c)) return;
+          if (!outage.failed(err)) logger.warn({ err: err.message, channel }, 'drover: listen connection lost, reconnecting');
+          drop(c);
+          reconnect(500);
+        });
         try {
-          c = await pool.connect();
-          const self = c;
-          self.on('notification', (msg) => {
-            if (msg.channel === channel) onNotify(msg.payload ?? '');
-          });
-          self.on('error', (err) => {
-            if ((self as { droverReleased?: boolean }).droverReleased) return;
-            logger.warn({ err: err.message, channel }, 'drover: listen connection lost, reconnecting');
-            drop(self, err);
-            reconnect(500);
-          });
-          await self.query(`LISTEN "${channel}"`);
+          await c.connect();
+          await c.query(`LISTEN "${channel}"`);
           if (closed) {
-            drop(self);
+            drop(c);
             return;
           }
-          client = self;
+          client = c;
+          outage.ok();
           // Anything sent while we were away is found by the next poll; wake once to look now.
           onNotify('');
         } catch (err) {
-          if (c) drop(c, err as Error);
-          if (!closed) logger.warn({ err: (err as Error).message, channel }, 'drover: LISTEN failed, retrying');
+          drop(c);
+          if (!closed && !outage.failed(err)) logger.warn({ err: (err as Error).message, channel }, 'drover: LISTEN failed, retrying');
           reconnect(1000);
         }
       };
@@ -92,13 +105,8 @@ export function pgDatabase(source: string | pg.Pool, logger: Logger): Database {
         const c = client;
         client = undefined;
         if (c) {
-          try {
-            await c.query(`UNLISTEN "${channel}"`);
-            drop(c);
-          } catch (err) {
-            // The connection is going away anyway.
-            drop(c, err as Error);
-          }
+          await c.query(`UNLISTEN "${channel}"`).catch(() => {}); // the connection is going away anyway
+          drop(c);
         }
       };
     },

@@ -72,6 +72,9 @@ export function transitionColumns(t: TransitionRow) {
   };
 }
 
+/** How long the batch persist waits for a row lock another session holds before it commits the batch without that row. */
+export const PERSIST_LOCK_TIMEOUT_MS = 500;
+
 const INSTANCE_COLUMNS =
   'machine, id, version, queue, state, snapshot, status, entered_at, wake_at, timers, attempt, error, seq, event_seq::text AS event_seq, row_version';
 
@@ -86,6 +89,72 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
   const CONTEXT_IDS = `(SELECT coalesce(jsonb_object_agg(key, value), '{}') FROM jsonb_each(CASE WHEN jsonb_typeof(snapshot->'context') = 'object' THEN snapshot->'context' ELSE '{}' END) WHERE key LIKE '%\\_id')`;
   const channel = `drover_${schema}`;
   const json = (v: unknown) => JSON.stringify(v, errorReplacer);
+
+  /**
+   * The batch persist. A row another session holds locked (a `SELECT … FOR UPDATE` left idle in
+   * a transaction) must not hold the batch, and with it the node, for as long as that session
+   * lives: the write waits at most {@link PERSIST_LOCK_TIMEOUT_MS} for a row lock (set for this
+   * statement only), then fails with 55P03; the `skipLocked` form written then leaves out the
+   * rows still locked, so the rest of the batch commits.
+   */
+  function persistStepsSql(skipLocked: boolean): string {
+    return `
+      WITH u AS (
+        SELECT u.* FROM jsonb_to_recordset($1::jsonb) AS u(machine text, id text, row_version int, state text, status text,
+          snapshot jsonb, entered_at timestamptz, wake_at timestamptz, timers jsonb, error jsonb, seq int, event_seq bigint,
+          failure jsonb, attempt int)${
+            skipLocked
+              ? `
+        JOIN (SELECT i.machine, i.id FROM ${s}.instances i JOIN jsonb_to_recordset($1::jsonb) AS k(machine text, id text)
+              ON i.machine = k.machine AND i.id = k.id FOR UPDATE OF i SKIP LOCKED) AS free ON free.machine = u.machine AND free.id = u.id`
+              : `,
+          (SELECT set_config('lock_timeout', '${PERSIST_LOCK_TIMEOUT_MS}', true)) AS lock_timeout`
+          }),
+      upd AS (
+        UPDATE ${s}.instances i SET
+          snapshot = u.snapshot, state = u.state, status = u.status, entered_at = u.entered_at, timers = u.timers,
+          -- A retried record (failed before) leaves its old error behind.
+          error = CASE WHEN i.status = 'failed' THEN u.error ELSE COALESCE(u.error, i.error) END,
+          seq = u.seq, failure = CASE WHEN u.status = 'failed' THEN u.failure END, attempt = COALESCE(u.attempt, i.attempt),
+          wake_at = CASE WHEN u.status <> 'active' THEN NULL WHEN i.event_seq > u.event_seq THEN $2::timestamptz ELSE u.wake_at END,
+          locked_by = NULL, locked_until = NULL, row_version = i.row_version + 1, updated_at = $2::timestamptz
+        FROM u
+        -- The row version alone decides: the first node to finish a step commits it, even if its
+        -- lease ran out meanwhile; any other claimer's write then fails this check. Requiring
+        -- locked_by too would let two nodes steal a slow step from each other forever.
+        WHERE i.machine = u.machine AND i.id = u.id AND i.row_version = u.row_version
+        RETURNING i.machine, i.id, i.status, i.queue, i.priority, i.version, i.event_seq),
+      tr AS (
+        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at, ids,
+                                     traceparent, published_at)
+        SELECT t.machine, t.instance_id, upd.version, t.seq, t.from_state, t.to_state, t.status, t.event, t.error, t.at, t.ids,
+               t.traceparent, ${published('t.at')}
+        FROM jsonb_to_recordset($3::jsonb) AS t(machine text, instance_id text, seq int, from_state text, to_state text,
+             status text, event jsonb, error jsonb, at timestamptz, ids jsonb, traceparent text)
+        JOIN upd ON upd.machine = t.machine AND upd.id = t.instance_id),
+      consumed AS (
+        DELETE FROM ${s}.events e USING jsonb_to_recordset($4::jsonb) AS c(machine text, instance_id text, id bigint), upd
+        WHERE e.id = c.id AND upd.machine = c.machine AND upd.id = c.instance_id),
+      stopped AS (
+        DELETE FROM ${s}.invocations v USING upd
+        WHERE v.machine = upd.machine AND v.instance_id = upd.id
+          -- Uncorrelated, so the stop list is read once (a hashed subplan), not once per row.
+          AND (upd.status <> 'active' OR (v.machine, v.instance_id, v.invoke_id) IN (
+            SELECT x.machine, x.instance_id, x.invoke_id
+            FROM jsonb_to_recordset($5::jsonb) AS x(machine text, instance_id text, invoke_id text)))),
+      spawned AS (
+        INSERT INTO ${s}.invocations (machine, instance_id, invoke_id, token, version, queue, src, input, priority,
+                                     attempt, locked_by, locked_until, created_at)
+        SELECT v.machine, v.instance_id, v.invoke_id, v.token, upd.version, upd.queue, v.src, v.input, upd.priority,
+               v.attempt, v.locked_by, v.locked_until, $2::timestamptz
+        FROM jsonb_to_recordset($6::jsonb) AS v(machine text, instance_id text, invoke_id text, token text, src text,
+             input jsonb, attempt int, locked_by text, locked_until timestamptz)
+        JOIN upd ON upd.machine = v.machine AND upd.id = v.instance_id AND upd.status = 'active'
+        ON CONFLICT (machine, instance_id, invoke_id) DO UPDATE SET token = EXCLUDED.token, src = EXCLUDED.src,
+          input = EXCLUDED.input, attempt = EXCLUDED.attempt, locked_by = EXCLUDED.locked_by,
+          locked_until = EXCLUDED.locked_until, last_error = NULL)
+      SELECT machine, id, event_seq::text AS event_seq FROM upd`;
+  }
 
   const sql = {
     createInstance: `
@@ -196,55 +265,8 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
       FROM ${s}.events e
       JOIN jsonb_to_recordset($1::jsonb) AS k(machine text, id text) ON e.machine = k.machine AND e.instance_id = k.id
       ORDER BY e.id`,
-    persistSteps: `
-      WITH u AS (
-        SELECT * FROM jsonb_to_recordset($1::jsonb) AS u(machine text, id text, row_version int, state text, status text,
-          snapshot jsonb, entered_at timestamptz, wake_at timestamptz, timers jsonb, error jsonb, seq int, event_seq bigint,
-          failure jsonb, attempt int)),
-      upd AS (
-        UPDATE ${s}.instances i SET
-          snapshot = u.snapshot, state = u.state, status = u.status, entered_at = u.entered_at, timers = u.timers,
-          -- A retried record (failed before) leaves its old error behind.
-          error = CASE WHEN i.status = 'failed' THEN u.error ELSE COALESCE(u.error, i.error) END,
-          seq = u.seq, failure = CASE WHEN u.status = 'failed' THEN u.failure END, attempt = COALESCE(u.attempt, i.attempt),
-          wake_at = CASE WHEN u.status <> 'active' THEN NULL WHEN i.event_seq > u.event_seq THEN $2::timestamptz ELSE u.wake_at END,
-          locked_by = NULL, locked_until = NULL, row_version = i.row_version + 1, updated_at = $2::timestamptz
-        FROM u
-        -- The row version alone decides: the first node to finish a step commits it, even if its
-        -- lease ran out meanwhile; any other claimer's write then fails this check. Requiring
-        -- locked_by too would let two nodes steal a slow step from each other forever.
-        WHERE i.machine = u.machine AND i.id = u.id AND i.row_version = u.row_version
-        RETURNING i.machine, i.id, i.status, i.queue, i.priority, i.version, i.event_seq),
-      tr AS (
-        INSERT INTO ${s}.transitions (machine, instance_id, version, seq, from_state, to_state, status, event, error, at, ids,
-                                     traceparent, published_at)
-        SELECT t.machine, t.instance_id, upd.version, t.seq, t.from_state, t.to_state, t.status, t.event, t.error, t.at, t.ids,
-               t.traceparent, ${published('t.at')}
-        FROM jsonb_to_recordset($3::jsonb) AS t(machine text, instance_id text, seq int, from_state text, to_state text,
-             status text, event jsonb, error jsonb, at timestamptz, ids jsonb, traceparent text)
-        JOIN upd ON upd.machine = t.machine AND upd.id = t.instance_id),
-      consumed AS (
-        DELETE FROM ${s}.events e USING jsonb_to_recordset($4::jsonb) AS c(machine text, instance_id text, id bigint), upd
-        WHERE e.id = c.id AND upd.machine = c.machine AND upd.id = c.instance_id),
-      stopped AS (
-        DELETE FROM ${s}.invocations v USING upd
-        WHERE v.machine = upd.machine AND v.instance_id = upd.id
-          -- Uncorrelated, so the stop list is read once (a hashed subplan), not once per row.
-          AND (upd.status <> 'active' OR (v.machine, v.instance_id, v.invoke_id) IN (
-            SELECT x.machine, x.instance_id, x.invoke_id
-            FROM jsonb_to_recordset($5::jsonb) AS x(machine text, instance_id text, invoke_id text)))),
-      spawned AS (
-        INSERT INTO ${s}.invocations (machine, instance_id, invoke_id, token, version, queue, src, input, priority,
-                                     attempt, locked_by, locked_until, created_at)
-        SELECT v.machine, v.instance_id, v.invoke_id, v.token, upd.version, upd.queue, v.src, v.input, upd.priority,
-               v.attempt, v.locked_by, v.locked_until, $2::timestamptz
-        FROM jsonb_to_recordset($6::jsonb) AS v(machine text, instance_id text, invoke_id text, token text, src text,
-             input jsonb, attempt int, locked_by text, locked_until timestamptz)
-        JOIN upd ON upd.machine = v.machine AND upd.id = v.instance_id AND upd.status = 'active'
-        ON CONFLICT (machine, instance_id, invoke_id) DO UPDATE SET token = EXCLUDED.token, src = EXCLUDED.src,
-          input = EXCLUDED.input, attempt = EXCLUDED.attempt, locked_by = EXCLUDED.locked_by,
-          locked_until = EXCLUDED.locked_until, last_error = NULL)
-      SELECT machine, id, event_seq::text AS event_seq FROM upd`,
+    persistSteps: persistStepsSql(false),
+    persistStepsSkipLocked: persistStepsSql(true),
     releaseInstance: `
       UPDATE ${s}.instances SET locked_by = NULL, locked_until = NULL, wake_at = $4
       WHERE machine = $1 AND id = $2 AND locked_by = $3`,
@@ -278,10 +300,21 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
       WHERE v.machine = k.machine AND v.instance_id = k.instance_id AND v.invoke_id = k.invoke_id AND v.token = k.token
         AND v.locked_by = $3
       RETURNING v.machine, v.instance_id, v.invoke_id`,
+    // A record that another session holds locked (idle in a transaction) must not hold up the
+    // results of all the others, nor the other nodes' writes to the rows this statement has
+    // already locked while it waits: its results are left out (SKIP LOCKED) and returned as
+    // \`held\`, to be written again a little later.
     completeInvocations: `
-      WITH c AS (
+      WITH c0 AS (
         SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(machine text, instance_id text, invoke_id text, token text, event jsonb, n int,
           failed_attempt int)),
+      free AS (
+        SELECT i.machine, i.id FROM ${s}.instances i JOIN c0 ON i.machine = c0.machine AND i.id = c0.instance_id
+        FOR UPDATE OF i SKIP LOCKED),
+      held AS (
+        SELECT c0.n FROM c0 JOIN ${s}.instances i ON i.machine = c0.machine AND i.id = c0.instance_id
+        WHERE NOT EXISTS (SELECT 1 FROM free WHERE free.machine = c0.machine AND free.id = c0.instance_id)),
+      c AS (SELECT * FROM c0 WHERE NOT EXISTS (SELECT 1 FROM held WHERE held.n = c0.n)),
       del AS (
         DELETE FROM ${s}.invocations v USING c
         WHERE v.machine = c.machine AND v.instance_id = c.instance_id AND v.invoke_id = c.invoke_id AND v.token = c.token
@@ -299,7 +332,8 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
               GROUP BY del.machine, del.instance_id) d
         WHERE i.machine = d.machine AND i.id = d.instance_id AND i.status = 'active'
         RETURNING i.queue)
-      SELECT DISTINCT queue FROM up`,
+      SELECT (SELECT coalesce(jsonb_agg(DISTINCT queue), '[]') FROM up) AS queues,
+             (SELECT coalesce(jsonb_agg(n), '[]') FROM held) AS held`,
     retryInvocation: `
       WITH v AS (
         UPDATE ${s}.invocations SET locked_by = NULL, locked_until = $5, last_error = $6::jsonb
@@ -389,13 +423,23 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
     },
     /**
      * Persists a batch of steps in one statement, each guarded by its row version. Returns the
-     * records that committed, with the inbox counter each had when its write landed.
+     * records that committed, with the inbox counter each had when its write landed. Fails with
+     * SQLSTATE 55P03 when a row stays locked by another session; `skipLocked` then leaves such
+     * rows out (they are not among those returned).
      */
     async persistSteps(
       q: Queryable,
-      a: { now: Date; instances: PersistedInstance[]; transitions: unknown[]; consumed: unknown[]; stops: unknown[]; spawns: unknown[] },
+      a: {
+        now: Date;
+        instances: PersistedInstance[];
+        transitions: unknown[];
+        consumed: unknown[];
+        stops: unknown[];
+        spawns: unknown[];
+        skipLocked?: boolean;
+      },
     ) {
-      const res = await q.query<{ machine: string; id: string; event_seq: string }>(sql.persistSteps, [
+      const res = await q.query<{ machine: string; id: string; event_seq: string }>(a.skipLocked ? sql.persistStepsSkipLocked : sql.persistSteps, [
         json(a.instances),
         a.now,
         json(a.transitions),
@@ -438,8 +482,14 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
       await q.query(sql.notify, [`${a.queue}|${a.node}|`]);
     },
     /** Writes invocation results to their records' inboxes; returns the queues that have work now. */
-    async completeInvocations(q: Queryable, a: { now: Date; completions: unknown[] }) {
-      return (await q.query<{ queue: string }>(sql.completeInvocations, [json(a.completions), a.now])).rows.map((r) => r.queue);
+    /**
+     * Stores invocation results (`n` numbers each one); returns the queues whose records got
+     * one, and the `n` of the results left out because their record was locked at that moment.
+     */
+    async completeInvocations(q: Queryable, a: { now: Date; completions: Array<{ n: number }> }) {
+      const res = await q.query<{ queues: string[]; held: number[] }>(sql.completeInvocations, [json(a.completions), a.now]);
+      const row = res.rows[0];
+      return { queues: row?.queues ?? [], held: row?.held ?? [] };
     },
   };
 }

@@ -1,5 +1,6 @@
 import { type AnyActorLogic, createActor } from 'xstate';
 import { backoffMs, isTransientError } from '../db/database.js';
+import { OutageLog } from '../db/outage.js';
 import type { InvocationRow } from '../db/queries.js';
 import { errorMessage, serializeError, UnstorableValueError } from '../errors.js';
 import { storageProblem } from '../record/check.js';
@@ -15,6 +16,11 @@ interface Running {
   aborted: boolean;
 }
 
+/** The longest wait before a result whose record is locked is written again. */
+const HELD_RESULT_RETRY_MAX_MS = 1000;
+/** After how many tries a result whose record stays locked is logged. */
+const HELD_RESULT_WARN_AFTER = 8;
+
 interface Completion {
   machine: string;
   instance_id: string;
@@ -24,6 +30,8 @@ interface Completion {
   n: number;
   /** The attempts it failed, when the result is its final error (what `get().attempt` shows). */
   failed_attempt: number | null;
+  /** How many times its record was found locked by another write (see {@link Invoker.holdBack}). */
+  held?: number;
 }
 
 /** The attempts an invocation failed, when `event` is its final error; null for a result. */
@@ -60,6 +68,8 @@ export class Invoker {
   private readonly waiting = new Map<string, { row: InvocationRow; queue: string }>();
   private reserved = 0;
   private pending: Completion[] = [];
+  /** Results put off because their record was locked (see {@link holdBack}): their invocations keep their leases meanwhile. */
+  private readonly heldResults = new Set<Completion>();
   private flushing: Promise<void> | undefined;
   private heartbeatTimer: unknown;
   private stopped = false;
@@ -67,10 +77,15 @@ export class Invoker {
   private idle: Array<() => void> = [];
   private readonly perRecord = new Map<string, number>();
 
+  /** The heartbeat and result writes say once that the database is away, not on every try. */
+  private readonly outage: OutageLog;
+
   constructor(
     private readonly ctx: EngineContext,
     private readonly hooks: InvokerHooks,
-  ) {}
+  ) {
+    this.outage = new OutageLog(ctx.logger, { component: 'invoker' }, () => ctx.clock.now());
+  }
 
   /** How many invocations this node holds at most: running, waiting for a slot, or reserved by a step in flight. */
   private get capacity(): number {
@@ -331,12 +346,15 @@ export class Invoker {
       const batch = this.pending;
       this.pending = [];
       try {
-        const queues = await this.ctx.queries.completeInvocations(this.ctx.db, { completions: batch, now: new Date(this.ctx.clock.now()) });
+        const now = new Date(this.ctx.clock.now());
+        const written = await this.ctx.queries.completeInvocations(this.ctx.db, { completions: batch, now });
         failures = 0;
-        for (const queue of queues) this.hooks.inboxed(queue);
+        this.outage.ok();
+        for (const queue of written.queues) this.hooks.inboxed(queue);
+        if (written.held.length > 0) this.holdBack(batch, new Set(written.held));
       } catch (err) {
         failures += 1;
-        this.ctx.logger.warn({ err: errorMessage(err), count: batch.length }, 'drover: writing invocation results failed, retrying');
+        if (!this.outage.failed(err)) this.ctx.logger.warn({ err: errorMessage(err), count: batch.length }, 'drover: writing invocation results failed, retrying');
         this.pending = batch.concat(this.pending);
         if (!isTransientError(err) && failures > 5) {
           this.ctx.logger.error(
@@ -352,15 +370,44 @@ export class Invoker {
     this.flushing = undefined;
   }
 
+  /**
+   * Results whose record was locked when they were written (by a step of another node for a
+   * moment, or by another session idle in a transaction): written again after a backoff, out
+   * of the way of the others meanwhile. Said once per result, when it has waited a while.
+   */
+  private holdBack(batch: Completion[], held: Set<number>): void {
+    const later = batch.filter((c) => held.has(c.n)).map((c) => ({ ...c, held: (c.held ?? 0) + 1 }));
+    const tries = Math.max(...later.map((c) => c.held));
+    const long = later.filter((c) => c.held === HELD_RESULT_WARN_AFTER);
+    if (long.length > 0) {
+      this.ctx.logger.warn(
+        { records: long.map((c) => `${c.machine}/${c.instance_id}`).slice(0, 10), count: long.length },
+        'drover: invocation results wait: their records stay locked by another session; they are written once the lock is gone',
+      );
+    }
+    for (const c of later) this.heldResults.add(c);
+    void sleep(this.ctx.clock, backoffMs(tries, 20, HELD_RESULT_RETRY_MAX_MS)).then(() => {
+      for (const c of later) this.heldResults.delete(c);
+      // A stopped node leaves them: the invocations' leases run out and they run again elsewhere.
+      if (this.stopped) return;
+      this.pending.push(...later);
+      if (!this.flushing) this.flushing = this.flushLoop();
+    });
+  }
+
   private async heartbeat(): Promise<void> {
     const entries: Array<{ row: InvocationRow }> = [...this.running.values(), ...this.waiting.values()];
-    if (entries.length === 0) return;
+    if (entries.length === 0 && this.heldResults.size === 0) return;
+    const held = [...this.heldResults].map(({ machine, instance_id, invoke_id, token }) => ({ machine, instance_id, invoke_id, token }));
     try {
       const rows = await this.ctx.queries.heartbeatInvocations(this.ctx.db, {
         node: this.ctx.node,
         leaseUntil: new Date(this.ctx.clock.now() + this.ctx.leaseMs),
-        invocations: entries.map(({ row }) => ({ machine: row.machine, instance_id: row.instance_id, invoke_id: row.invoke_id, token: row.token })),
+        invocations: entries
+          .map(({ row }) => ({ machine: row.machine, instance_id: row.instance_id, invoke_id: row.invoke_id, token: row.token }))
+          .concat(held),
       });
+      this.outage.ok();
       const alive = new Set(rows.map((r) => keyOf(r.machine, r.instance_id, r.invoke_id)));
       for (const e of entries) {
         const key = keyOf(e.row.machine, e.row.instance_id, e.row.invoke_id);
@@ -369,7 +416,7 @@ export class Invoker {
           this.abort(e.row.machine, e.row.instance_id, e.row.invoke_id);
       }
     } catch (err) {
-      this.ctx.logger.warn({ err: errorMessage(err) }, 'drover: invocation heartbeat failed');
+      if (!this.outage.failed(err)) this.ctx.logger.warn({ err: errorMessage(err) }, 'drover: invocation heartbeat failed');
     }
   }
 

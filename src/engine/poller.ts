@@ -1,4 +1,5 @@
-import { backoffMs, isTransientError } from '../db/database.js';
+import { backoffMs } from '../db/database.js';
+import { OutageLog } from '../db/outage.js';
 import type { EventRow, InstanceRow, InvocationRow } from '../db/queries.js';
 import { errorMessage } from '../errors.js';
 import * as N from '../otel/names.js';
@@ -37,6 +38,7 @@ export class QueuePoller {
   private recordsBehind = true;
   private running = false;
   private loop: Promise<void> | undefined;
+  private readonly outage: OutageLog;
 
   constructor(
     private readonly ctx: EngineContext,
@@ -44,6 +46,7 @@ export class QueuePoller {
     private readonly invoker: Invoker,
   ) {
     this.wakeup = new WakeUp(ctx.clock);
+    this.outage = new OutageLog(ctx.logger, { queue }, () => ctx.clock.now());
     this.steps = new StepWriter(ctx, queue, invoker, {
       recordDue: (at) => (at === null ? this.wake() : this.wakeAt(at)),
       invocationsLeft: () => this.invocationsDue(),
@@ -110,6 +113,7 @@ export class QueuePoller {
         if (reason === 'poll') {
           probesInARow += 1;
           const due = await this.anythingDue();
+          this.outage.ok();
           if (due === 'nothing') {
             probeSpent = false;
             probesInARow = 0;
@@ -127,6 +131,7 @@ export class QueuePoller {
         }
         const worked = await this.pass();
         failures = 0;
+        this.outage.ok();
         if (worked) {
           probesInARow = 0;
           reason = 'woken';
@@ -140,11 +145,8 @@ export class QueuePoller {
         }
       } catch (err) {
         failures += 1;
-        const transient = isTransientError(err);
-        this.ctx.logger[transient ? 'warn' : 'error'](
-          { err: errorMessage(err), queue: this.queue, failures },
-          transient ? 'drover: database unavailable, backing off' : 'drover: poller error',
-        );
+        // The database away is said once per outage; any other error each time.
+        if (!this.outage.failed(err)) this.ctx.logger.error({ err: errorMessage(err), queue: this.queue, failures }, 'drover: poller error');
         await this.wakeup.sleep(backoffMs(failures, 100, 10_000));
         reason = 'woken'; // after a backoff, look again at once
         this.recordsBehind = this.invocationsBehind = true;

@@ -128,7 +128,8 @@ export class StepWriter {
       }
       if (steps.length === 0) continue;
       try {
-        await this.commitSteps(steps, now);
+        // A fused step never waits for a row lock: a record locked elsewhere takes its result through the inbox.
+        await this.commitSteps(steps, now, { skipLocked: true });
       } catch (err) {
         ctx.logger.warn({ err: errorMessage(err), count: steps.length }, 'drover: fused step failed; results go through the inbox');
         for (const step of steps) step.onDiscard?.();
@@ -167,7 +168,7 @@ export class StepWriter {
    * the effects of those that committed: stop and start invocations, publish transitions.
    * Resolves to how many committed (the others lost to a newer write of their record).
    */
-  async commitSteps(steps: PendingStep[], now: number, options: { isolate?: boolean } = {}): Promise<number> {
+  async commitSteps(steps: PendingStep[], now: number, options: { isolate?: boolean; skipLocked?: boolean } = {}): Promise<number> {
     const { ctx } = this;
     const tokens = new Map<Spawn, string>();
     const instances: PersistedInstance[] = [];
@@ -226,8 +227,20 @@ export class StepWriter {
     }
 
     let persisted: Array<{ machine: string; id: string; event_seq: string }>;
+    // Whether rows that another session holds locked were left out of the write.
+    let skippedLocked = options.skipLocked === true;
     try {
-      persisted = await ctx.queries.persistSteps(ctx.db, { now: new Date(now), instances, transitions, consumed, stops, spawns });
+      const batch = { now: new Date(now), instances, transitions, consumed, stops, spawns, skipLocked: skippedLocked };
+      try {
+        persisted = await ctx.queries.persistSteps(ctx.db, batch);
+      } catch (err) {
+        if (skippedLocked || !lockHeld(err)) throw err;
+        // A row stayed locked by another session (idle in a transaction that holds it FOR
+        // UPDATE): commit the rest without it; the lease of a row left out runs out, and the
+        // claim (SKIP LOCKED) takes it again once the other session lets go.
+        skippedLocked = true;
+        persisted = await ctx.queries.persistSteps(ctx.db, { ...batch, skipLocked: true });
+      }
     } catch (err) {
       // Nothing was stored. A value the database refuses is one record's: split the batch to
       // find it, so the others commit and it fails alone, instead of the batch failing forever.
@@ -268,6 +281,8 @@ export class StepWriter {
         // A fused step losing to a claim is routine (its result goes through the inbox); a
         // claimed step losing means its lease ran out or the record was cancelled.
         if (step.onDiscard) ctx.logger.debug({ machine, id }, 'drover: fused step discarded, result goes through the inbox');
+        else if (skippedLocked)
+          ctx.logger.warn({ machine, id }, 'drover: step put off: another session holds the record locked; it runs again once the lock is gone');
         else ctx.logger.warn({ machine, id }, 'drover: step discarded, the record changed under its lease (another node or a cancel)');
         this.cache.delete(key);
         for (const mine of reserved.values()) if (mine) this.invoker.unreserve();
@@ -358,6 +373,11 @@ export class StepWriter {
  * constraint, a program limit), or JSON could not serialise it: the same write fails again,
  * so it is one record's fault, not the database's.
  */
+/** Whether a write gave up waiting for a row lock (SQLSTATE 55P03, lock_not_available). */
+function lockHeld(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === '55P03';
+}
+
 function refusedWrite(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string') return /^(22|23|54)/.test(code);

@@ -3,7 +3,7 @@ import type { Bus, TransitionFilter, TransitionMessage, Unsubscribe } from '../b
 import { LocalBus } from '../bus/local.js';
 import { NatsBus } from '../bus/nats.js';
 import { createRelay } from '../bus/relay.js';
-import { type CallerTransaction, type Database, withRetry } from '../db/database.js';
+import { asDatabaseUnavailable, type CallerTransaction, type Database, withRetry } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
 import { createOutboxQueries } from '../db/outbox-queries.js';
 import { createQueries, type InstanceRow, type Queries } from '../db/queries.js';
@@ -77,7 +77,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         : new LocalBus((err) => resolved.logger.error({ err: errorMessage(err) }, 'drover: subscriber failed'));
   } catch (err) {
     await resolved.db.close();
-    throw err;
+    throw asDatabaseUnavailable(err);
   }
   return new DroverRuntime(resolved, bus);
 }
@@ -661,4 +661,42 @@ function toView(row: InstanceRow): RecordView {
     attempt: row.attempt,
     error: (row.error as RecordView['error']) ?? null,
   };
+}
+
+/**
+ * The public calls that reach the database. Whatever path a call takes (retried or in the
+ * caller's transaction), a lost or refused connection reaches the caller as a
+ * `DatabaseUnavailableError` with the driver's error as `cause`, never as a raw `pg` error.
+ */
+const DATABASE_CALLS = [
+  'create',
+  'createMany',
+  'send',
+  'get',
+  'list',
+  'history',
+  'waitFor',
+  'retry',
+  'migrate',
+  'cancel',
+  'residency',
+  'prune',
+  'parked',
+  'nodes',
+  'start',
+] as const satisfies ReadonlyArray<keyof Runtime>;
+
+for (const name of DATABASE_CALLS) {
+  const call = DroverRuntime.prototype[name] as (this: DroverRuntime, ...args: unknown[]) => Promise<unknown>;
+  Object.defineProperty(DroverRuntime.prototype, name, {
+    configurable: true,
+    writable: true,
+    value: async function (this: DroverRuntime, ...args: unknown[]) {
+      try {
+        return await call.apply(this, args);
+      } catch (err) {
+        throw asDatabaseUnavailable(err);
+      }
+    },
+  });
 }

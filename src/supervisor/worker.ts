@@ -1,4 +1,6 @@
 import { type ActorRefFrom, assign, fromPromise, type SnapshotFrom, setup } from 'xstate';
+import { backoffMs } from '../db/database.js';
+import { OutageLog } from '../db/outage.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { MetricsHub } from './metrics.js';
@@ -52,7 +54,14 @@ interface WorkerContext extends WorkerInput {
   everStarted: boolean;
   /** A WAKE arrived during the call: call again instead of sleeping. */
   woken: boolean;
+  /** Says once that the database is away while this worker's handler keeps failing on it, and once that it is back. */
+  outage: OutageLog;
+  /** How long the next backoff after a panic waits. */
+  backoffMs: number;
 }
+
+/** The longest backoff of a worker while the database is unavailable. */
+const OUTAGE_BACKOFF_MAX_MS = 10_000;
 
 /** Events a worker actor takes. */
 export type WorkerEvent = { type: 'START' } | { type: 'STOP' } | { type: 'ENABLE' } | { type: 'DISABLE' } | { type: 'WAKE' };
@@ -104,7 +113,7 @@ export const workerMachine = setup({
   },
   delays: {
     idle: ({ context }) => context.idleMs,
-    panicBackoff: ({ context }) => context.panicBackoffMs,
+    panicBackoff: ({ context }) => context.backoffMs,
   },
   guards: {
     unwanted: ({ context }) => !context.wanted,
@@ -130,6 +139,8 @@ export const workerMachine = setup({
     ...input,
     wanted: false,
     panics: 0,
+    outage: new OutageLog(input.logger, { worker: input.name }, Date.now),
+    backoffMs: input.panicBackoffMs,
     idleMs: 0,
     last: null,
     controller: new AbortController(),
@@ -190,17 +201,22 @@ export const workerMachine = setup({
               target: 'decide',
               actions: assign(({ event, context }) => {
                 const r = event.output;
+                context.outage.ok();
                 if (r.kind === 'fail') context.logger.error({ worker: context.name, err: errorMessage(r.error) }, 'drover: worker handler failed');
-                return { last: r.kind, panics: 0, idleMs: r.kind === 'done' ? 0 : r.idleMs };
+                return { last: r.kind, panics: 0, idleMs: r.kind === 'done' ? 0 : r.idleMs, backoffMs: context.panicBackoffMs };
               }),
             },
             onError: {
               target: 'decide',
               actions: assign(({ event, context }) => {
                 const panics = context.panics + 1;
-                context.logger.error({ worker: context.name, attempt: panics, err: errorMessage(event.error) }, 'drover: worker panicked, recovered');
                 context.emit({ kind: 'panic', worker: context.name, at: new Date(), attempt: panics, error: errorMessage(event.error) });
-                return { last: 'panic' as const, panics };
+                // The database away: one line for the outage and a capped exponential backoff, not an error twice a second.
+                if (context.outage.failed(event.error)) {
+                  return { last: 'panic' as const, panics, backoffMs: backoffMs(panics, context.panicBackoffMs, Math.max(context.panicBackoffMs, OUTAGE_BACKOFF_MAX_MS)) };
+                }
+                context.logger.error({ worker: context.name, attempt: panics, err: errorMessage(event.error) }, 'drover: worker panicked, recovered');
+                return { last: 'panic' as const, panics, backoffMs: context.panicBackoffMs };
               }),
             },
           },

@@ -364,28 +364,6 @@ export function report(
 }
 
 /**
- * Engine bugs this suite found that are not fixed yet (each with what it does). A scenario that
- * hits one says so on a `KNOWN BUG` line; the short form (CI) passes on it, the full run
- * (`CHAOS_STRICT=1`, set by `npm run chaos`) fails. Delete the entry with the fix.
- */
-export const KNOWN_BUGS: Record<string, string> = {
-  'node-dies-on-lost-connection':
-    'src/db/pg.ts transaction() checks a client out of the pool with no error listener: when PostgreSQL goes away (restart, pg_terminate_backend) while a transaction is open, pg emits "error" on that client, nobody listens, and the node process exits (Unhandled \'error\' event, Connection terminated unexpectedly)',
-  'row-lock-stalls-node':
-    "persistSteps (src/db/queries.ts) waits on a row another session holds (SELECT … FOR UPDATE, then idle): the node's whole batch and its pipeline wait with it, so a few held rows stop every node",
-};
-const STRICT = process.env.CHAOS_STRICT === '1';
-
-/** Asserts `problems` is empty, unless it is `bug`, a known one, and this is not a strict run: then it says so and passes. */
-export function expectOrKnown(bug: keyof typeof KNOWN_BUGS, problems: string[], expect: (v: unknown) => { toEqual(v: unknown): void }): void {
-  if (problems.length > 0 && KNOWN_BUGS[bug] && !STRICT) {
-    console.log(`KNOWN BUG ${bug}: ${KNOWN_BUGS[bug]}\n  seen: ${problems.slice(0, 3).join('; ')}`);
-    return;
-  }
-  expect(problems).toEqual([]);
-}
-
-/**
  * The checks every scenario ends with: nothing lost, nothing twice, with NATS every transition
  * in the stream exactly once, and no node dead of the fault (rather than of the scenario's
  * SIGKILL), even when its replacement finished the work.
@@ -395,11 +373,7 @@ export function expectClean(env: ChaosEnv, audit: Audit, expect: (v: unknown) =>
   if (audit.jsMessages !== undefined)
     expect({ jsDuplicates: audit.jsDuplicates, jsMissing: audit.jsMissing, jsExtra: audit.jsExtra }).toEqual({ jsDuplicates: 0, jsMissing: 0, jsExtra: 0 });
   const crashes = env.crashes.map((c) => `${c.node} ${c.exit}: ${c.stderr.split('\n').find((l) => /error/i.test(l) && !/Unhandled/.test(l)) ?? ''}`);
-  const lostConnection =
-    crashes.length > 0 &&
-    env.crashes.every((c) => /Unhandled 'error' event/.test(c.stderr) && /Connection terminated|terminating connection|shutting down/.test(c.stderr));
-  if (lostConnection) expectOrKnown('node-dies-on-lost-connection', crashes, expect);
-  else expect(crashes).toEqual([]);
+  expect(crashes).toEqual([]);
 }
 
 export { sleep };
