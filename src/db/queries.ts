@@ -72,8 +72,13 @@ export function transitionColumns(t: TransitionRow) {
   };
 }
 
-/** How long the batch persist waits for a row lock another session holds before it commits the batch without that row. */
-export const PERSIST_LOCK_TIMEOUT_MS = 500;
+/**
+ * How long a batch write waits for a row lock before it goes on without that row: a claimed
+ * batch, whose left-out record waits for its lease to run out; a fused batch or invocation
+ * results, whose left-out record loses nothing (the result goes through the inbox, or is
+ * written again shortly).
+ */
+export const LOCK_TIMEOUT_MS = { claimed: 500, fused: 50, results: 50 } as const;
 
 const INSTANCE_COLUMNS =
   'machine, id, version, queue, state, snapshot, status, entered_at, wake_at, timers, attempt, error, seq, event_seq::text AS event_seq, row_version';
@@ -93,8 +98,8 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
   /**
    * The batch persist. A row another session holds locked (a `SELECT … FOR UPDATE` left idle in
    * a transaction) must not hold the batch, and with it the node, for as long as that session
-   * lives: the write waits at most {@link PERSIST_LOCK_TIMEOUT_MS} for a row lock (set for this
-   * statement only), then fails with 55P03; the `skipLocked` form written then leaves out the
+   * lives: the write waits at most `$7` ms for a row lock (see {@link LOCK_TIMEOUT_MS}; set for
+   * this statement only), then fails with 55P03; the `skipLocked` form written then leaves out the
    * rows still locked, so the rest of the batch commits.
    */
   function persistStepsSql(skipLocked: boolean): string {
@@ -108,7 +113,7 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
         JOIN (SELECT i.machine, i.id FROM ${s}.instances i JOIN jsonb_to_recordset($1::jsonb) AS k(machine text, id text)
               ON i.machine = k.machine AND i.id = k.id FOR UPDATE OF i SKIP LOCKED) AS free ON free.machine = u.machine AND free.id = u.id`
               : `,
-          (SELECT set_config('lock_timeout', '${PERSIST_LOCK_TIMEOUT_MS}', true)) AS lock_timeout`
+          (SELECT set_config('lock_timeout', $7::text, true)) AS lock_timeout`
           }),
       upd AS (
         UPDATE ${s}.instances i SET
@@ -155,6 +160,50 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
           locked_until = EXCLUDED.locked_until, last_error = NULL)
       SELECT machine, id, event_seq::text AS event_seq FROM upd`;
   }
+
+  /**
+   * Stores invocation results in their records' inboxes. Like the batch persist it waits at most
+   * `$3` ms ({@link LOCK_TIMEOUT_MS}) for a record's row lock (a record another session holds
+   * locked must not hold up the results of all the others, nor the other nodes' writes to rows
+   * this statement has locked while it waits), then fails with 55P03. The `skipLocked` form
+   * leaves out the results of records locked at that moment and returns their `n` as `held`.
+   */
+  function completeInvocationsSql(skipLocked: boolean): string {
+    const input = `jsonb_to_recordset($1::jsonb) AS c(machine text, instance_id text, invoke_id text, token text, event jsonb, n int,
+          failed_attempt int)`;
+    const head = skipLocked
+      ? `c0 AS (SELECT * FROM ${input}),
+      free AS (
+        SELECT i.machine, i.id FROM ${s}.instances i JOIN c0 ON i.machine = c0.machine AND i.id = c0.instance_id
+        FOR UPDATE OF i SKIP LOCKED),
+      held AS (
+        SELECT c0.n FROM c0 JOIN ${s}.instances i ON i.machine = c0.machine AND i.id = c0.instance_id
+        WHERE NOT EXISTS (SELECT 1 FROM free WHERE free.machine = c0.machine AND free.id = c0.instance_id)),
+      c AS (SELECT * FROM c0 WHERE NOT EXISTS (SELECT 1 FROM held WHERE held.n = c0.n))`
+      : `c AS (SELECT c.* FROM ${input}, (SELECT set_config('lock_timeout', $3::text, true)) AS lock_timeout)`;
+    return `
+      WITH ${head},
+      del AS (
+        DELETE FROM ${s}.invocations v USING c
+        WHERE v.machine = c.machine AND v.instance_id = c.instance_id AND v.invoke_id = c.invoke_id AND v.token = c.token
+        RETURNING v.machine, v.instance_id, v.invoke_id),
+      ev AS (
+        INSERT INTO ${s}.events (machine, instance_id, event, created_at)
+        SELECT c.machine, c.instance_id, c.event, $2::timestamptz
+        FROM c JOIN del ON del.machine = c.machine AND del.instance_id = c.instance_id AND del.invoke_id = c.invoke_id
+        ORDER BY c.n),
+      up AS (
+        UPDATE ${s}.instances i SET event_seq = i.event_seq + 1, attempt = COALESCE(d.failed_attempt, i.attempt),
+               wake_at = CASE WHEN i.wake_at IS NULL OR i.wake_at > $2::timestamptz THEN $2::timestamptz ELSE i.wake_at END
+        FROM (SELECT del.machine, del.instance_id, max(c.failed_attempt) AS failed_attempt
+              FROM del JOIN c ON c.machine = del.machine AND c.instance_id = del.instance_id AND c.invoke_id = del.invoke_id
+              GROUP BY del.machine, del.instance_id) d
+        WHERE i.machine = d.machine AND i.id = d.instance_id AND i.status = 'active'
+        RETURNING i.queue)
+      SELECT (SELECT coalesce(jsonb_agg(DISTINCT queue), '[]') FROM up) AS queues,
+             ${skipLocked ? `(SELECT coalesce(jsonb_agg(n), '[]') FROM held)` : `'[]'::jsonb`} AS held`;
+  }
+
 
   const sql = {
     createInstance: `
@@ -300,40 +349,8 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
       WHERE v.machine = k.machine AND v.instance_id = k.instance_id AND v.invoke_id = k.invoke_id AND v.token = k.token
         AND v.locked_by = $3
       RETURNING v.machine, v.instance_id, v.invoke_id`,
-    // A record that another session holds locked (idle in a transaction) must not hold up the
-    // results of all the others, nor the other nodes' writes to the rows this statement has
-    // already locked while it waits: its results are left out (SKIP LOCKED) and returned as
-    // \`held\`, to be written again a little later.
-    completeInvocations: `
-      WITH c0 AS (
-        SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(machine text, instance_id text, invoke_id text, token text, event jsonb, n int,
-          failed_attempt int)),
-      free AS (
-        SELECT i.machine, i.id FROM ${s}.instances i JOIN c0 ON i.machine = c0.machine AND i.id = c0.instance_id
-        FOR UPDATE OF i SKIP LOCKED),
-      held AS (
-        SELECT c0.n FROM c0 JOIN ${s}.instances i ON i.machine = c0.machine AND i.id = c0.instance_id
-        WHERE NOT EXISTS (SELECT 1 FROM free WHERE free.machine = c0.machine AND free.id = c0.instance_id)),
-      c AS (SELECT * FROM c0 WHERE NOT EXISTS (SELECT 1 FROM held WHERE held.n = c0.n)),
-      del AS (
-        DELETE FROM ${s}.invocations v USING c
-        WHERE v.machine = c.machine AND v.instance_id = c.instance_id AND v.invoke_id = c.invoke_id AND v.token = c.token
-        RETURNING v.machine, v.instance_id, v.invoke_id),
-      ev AS (
-        INSERT INTO ${s}.events (machine, instance_id, event, created_at)
-        SELECT c.machine, c.instance_id, c.event, $2::timestamptz
-        FROM c JOIN del ON del.machine = c.machine AND del.instance_id = c.instance_id AND del.invoke_id = c.invoke_id
-        ORDER BY c.n),
-      up AS (
-        UPDATE ${s}.instances i SET event_seq = i.event_seq + 1, attempt = COALESCE(d.failed_attempt, i.attempt),
-               wake_at = CASE WHEN i.wake_at IS NULL OR i.wake_at > $2::timestamptz THEN $2::timestamptz ELSE i.wake_at END
-        FROM (SELECT del.machine, del.instance_id, max(c.failed_attempt) AS failed_attempt
-              FROM del JOIN c ON c.machine = del.machine AND c.instance_id = del.instance_id AND c.invoke_id = del.invoke_id
-              GROUP BY del.machine, del.instance_id) d
-        WHERE i.machine = d.machine AND i.id = d.instance_id AND i.status = 'active'
-        RETURNING i.queue)
-      SELECT (SELECT coalesce(jsonb_agg(DISTINCT queue), '[]') FROM up) AS queues,
-             (SELECT coalesce(jsonb_agg(n), '[]') FROM held) AS held`,
+    completeInvocations: completeInvocationsSql(false),
+    completeInvocationsSkipLocked: completeInvocationsSql(true),
     retryInvocation: `
       WITH v AS (
         UPDATE ${s}.invocations SET locked_by = NULL, locked_until = $5, last_error = $6::jsonb
@@ -436,17 +453,16 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
         consumed: unknown[];
         stops: unknown[];
         spawns: unknown[];
+        /** Leave out rows locked elsewhere; otherwise wait for a row lock at most `lockTimeoutMs`. */
         skipLocked?: boolean;
+        lockTimeoutMs: number;
       },
     ) {
-      const res = await q.query<{ machine: string; id: string; event_seq: string }>(a.skipLocked ? sql.persistStepsSkipLocked : sql.persistSteps, [
-        json(a.instances),
-        a.now,
-        json(a.transitions),
-        json(a.consumed),
-        json(a.stops),
-        json(a.spawns),
-      ]);
+      const params = [json(a.instances), a.now, json(a.transitions), json(a.consumed), json(a.stops), json(a.spawns)];
+      const res = await q.query<{ machine: string; id: string; event_seq: string }>(
+        a.skipLocked ? sql.persistStepsSkipLocked : sql.persistSteps,
+        a.skipLocked ? params : [...params, String(a.lockTimeoutMs)],
+      );
       return res.rows;
     },
     /** A record's status, version, state and snapshot, and whether events wait in its inbox, read at once. */
@@ -481,13 +497,16 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
     async notifyWork(q: Queryable, a: { queue: string; node: string }) {
       await q.query(sql.notify, [`${a.queue}|${a.node}|`]);
     },
-    /** Writes invocation results to their records' inboxes; returns the queues that have work now. */
     /**
      * Stores invocation results (`n` numbers each one); returns the queues whose records got
-     * one, and the `n` of the results left out because their record was locked at that moment.
+     * one and, with `skipLocked`, the `n` of the results left out because their record was
+     * locked at that moment. Without it a record locked for too long fails the call with 55P03.
      */
-    async completeInvocations(q: Queryable, a: { now: Date; completions: Array<{ n: number }> }) {
-      const res = await q.query<{ queues: string[]; held: number[] }>(sql.completeInvocations, [json(a.completions), a.now]);
+    async completeInvocations(q: Queryable, a: { now: Date; completions: Array<{ n: number }>; skipLocked?: boolean }) {
+      const res = await q.query<{ queues: string[]; held: number[] }>(
+        a.skipLocked ? sql.completeInvocationsSkipLocked : sql.completeInvocations,
+        a.skipLocked ? [json(a.completions), a.now] : [json(a.completions), a.now, String(LOCK_TIMEOUT_MS.results)],
+      );
       const row = res.rows[0];
       return { queues: row?.queues ?? [], held: row?.held ?? [] };
     },

@@ -347,7 +347,15 @@ export class Invoker {
       this.pending = [];
       try {
         const now = new Date(this.ctx.clock.now());
-        const written = await this.ctx.queries.completeInvocations(this.ctx.db, { completions: batch, now });
+        let written: { queues: string[]; held: number[] };
+        try {
+          // Results that met a locked record before go with SKIP LOCKED at once, not waiting again.
+          written = await this.ctx.queries.completeInvocations(this.ctx.db, { completions: batch, now, skipLocked: batch.some((c) => c.held) });
+        } catch (err) {
+          if ((err as { code?: unknown }).code !== '55P03') throw err;
+          // A record stayed locked (another session idle in a transaction): write the others now.
+          written = await this.ctx.queries.completeInvocations(this.ctx.db, { completions: batch, now, skipLocked: true });
+        }
         failures = 0;
         this.outage.ok();
         for (const queue of written.queues) this.hooks.inboxed(queue);

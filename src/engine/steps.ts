@@ -1,6 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { type TransitionMessage, transitionMessages } from '../bus/bus.js';
-import { type ClaimedInvocation, type EventRow, type InvocationRow, type PersistedInstance, type StoredFailure, transitionColumns } from '../db/queries.js';
+import {
+  type ClaimedInvocation,
+  type EventRow,
+  type InvocationRow,
+  LOCK_TIMEOUT_MS,
+  type PersistedInstance,
+  type StoredFailure,
+  transitionColumns,
+} from '../db/queries.js';
 import { errorMessage, serializeError, UnstorableValueError } from '../errors.js';
 import type { DurableMachine } from '../record/durable.js';
 import { foldStep, nextWake, type RecordState, type Spawn, type StepItem } from '../record/step.js';
@@ -128,8 +136,7 @@ export class StepWriter {
       }
       if (steps.length === 0) continue;
       try {
-        // A fused step never waits for a row lock: a record locked elsewhere takes its result through the inbox.
-        await this.commitSteps(steps, now, { skipLocked: true });
+        await this.commitSteps(steps, now, { lockTimeoutMs: LOCK_TIMEOUT_MS.fused });
       } catch (err) {
         ctx.logger.warn({ err: errorMessage(err), count: steps.length }, 'drover: fused step failed; results go through the inbox');
         for (const step of steps) step.onDiscard?.();
@@ -168,7 +175,7 @@ export class StepWriter {
    * the effects of those that committed: stop and start invocations, publish transitions.
    * Resolves to how many committed (the others lost to a newer write of their record).
    */
-  async commitSteps(steps: PendingStep[], now: number, options: { isolate?: boolean; skipLocked?: boolean } = {}): Promise<number> {
+  async commitSteps(steps: PendingStep[], now: number, options: { isolate?: boolean; lockTimeoutMs?: number } = {}): Promise<number> {
     const { ctx } = this;
     const tokens = new Map<Spawn, string>();
     const instances: PersistedInstance[] = [];
@@ -228,13 +235,14 @@ export class StepWriter {
 
     let persisted: Array<{ machine: string; id: string; event_seq: string }>;
     // Whether rows that another session holds locked were left out of the write.
-    let skippedLocked = options.skipLocked === true;
+    let skippedLocked = false;
     try {
-      const batch = { now: new Date(now), instances, transitions, consumed, stops, spawns, skipLocked: skippedLocked };
+      const lockTimeoutMs = options.lockTimeoutMs ?? LOCK_TIMEOUT_MS.claimed;
+      const batch = { now: new Date(now), instances, transitions, consumed, stops, spawns, lockTimeoutMs };
       try {
         persisted = await ctx.queries.persistSteps(ctx.db, batch);
       } catch (err) {
-        if (skippedLocked || !lockHeld(err)) throw err;
+        if (!lockHeld(err)) throw err;
         // A row stayed locked by another session (idle in a transaction that holds it FOR
         // UPDATE): commit the rest without it; the lease of a row left out runs out, and the
         // claim (SKIP LOCKED) takes it again once the other session lets go.
