@@ -72,6 +72,11 @@ export function isTransientError(err: unknown): boolean {
   );
 }
 
+/** Whether a statement gave up waiting for a row lock (SQLSTATE 55P03, lock_not_available: its `lock_timeout` ran out). */
+export function isLockTimeout(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === '55P03';
+}
+
 /** A transient database error as callers see it: a {@link DatabaseUnavailableError} with the driver's error as `cause`; any other error as it is. */
 export function asDatabaseUnavailable(err: unknown): unknown {
   return isTransientError(err) && !(err instanceof DatabaseUnavailableError) ? new DatabaseUnavailableError(err) : err;

@@ -1,5 +1,5 @@
 import { type AnyActorLogic, createActor } from 'xstate';
-import { backoffMs, isTransientError } from '../db/database.js';
+import { backoffMs, isLockTimeout, isTransientError } from '../db/database.js';
 import { OutageLog } from '../db/outage.js';
 import type { InvocationRow } from '../db/queries.js';
 import { errorMessage, serializeError, UnstorableValueError } from '../errors.js';
@@ -352,7 +352,7 @@ export class Invoker {
           // Results that met a locked record before go with SKIP LOCKED at once, not waiting again.
           written = await this.ctx.queries.completeInvocations(this.ctx.db, { completions: batch, now, skipLocked: batch.some((c) => c.held) });
         } catch (err) {
-          if ((err as { code?: unknown }).code !== '55P03') throw err;
+          if (!isLockTimeout(err)) throw err;
           // A record stayed locked (another session idle in a transaction): write the others now.
           written = await this.ctx.queries.completeInvocations(this.ctx.db, { completions: batch, now, skipLocked: true });
         }
@@ -406,14 +406,13 @@ export class Invoker {
   private async heartbeat(): Promise<void> {
     const entries: Array<{ row: InvocationRow }> = [...this.running.values(), ...this.waiting.values()];
     if (entries.length === 0 && this.heldResults.size === 0) return;
-    const held = [...this.heldResults].map(({ machine, instance_id, invoke_id, token }) => ({ machine, instance_id, invoke_id, token }));
+    // Held results' invocations keep their leases too, so they are not run again meanwhile.
+    const leased = [...entries.map((e) => e.row), ...this.heldResults];
     try {
       const rows = await this.ctx.queries.heartbeatInvocations(this.ctx.db, {
         node: this.ctx.node,
         leaseUntil: new Date(this.ctx.clock.now() + this.ctx.leaseMs),
-        invocations: entries
-          .map(({ row }) => ({ machine: row.machine, instance_id: row.instance_id, invoke_id: row.invoke_id, token: row.token }))
-          .concat(held),
+        invocations: leased.map(({ machine, instance_id, invoke_id, token }) => ({ machine, instance_id, invoke_id, token })),
       });
       this.outage.ok();
       const alive = new Set(rows.map((r) => keyOf(r.machine, r.instance_id, r.invoke_id)));

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type TransitionMessage, transitionMessages } from '../bus/bus.js';
+import { isLockTimeout } from '../db/database.js';
 import {
   type ClaimedInvocation,
   type EventRow,
@@ -242,7 +243,7 @@ export class StepWriter {
       try {
         persisted = await ctx.queries.persistSteps(ctx.db, batch);
       } catch (err) {
-        if (!lockHeld(err)) throw err;
+        if (!isLockTimeout(err)) throw err;
         // A row stayed locked by another session (idle in a transaction that holds it FOR
         // UPDATE): commit the rest without it; the lease of a row left out runs out, and the
         // claim (SKIP LOCKED) takes it again once the other session lets go.
@@ -381,11 +382,6 @@ export class StepWriter {
  * constraint, a program limit), or JSON could not serialise it: the same write fails again,
  * so it is one record's fault, not the database's.
  */
-/** Whether a write gave up waiting for a row lock (SQLSTATE 55P03, lock_not_available). */
-function lockHeld(err: unknown): boolean {
-  return (err as { code?: unknown } | null)?.code === '55P03';
-}
-
 function refusedWrite(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string') return /^(22|23|54)/.test(code);
