@@ -23,6 +23,11 @@ export function createResidencyQueries(schema: string) {
       DELETE FROM ${s}.sla_breaches b WHERE NOT EXISTS (
         SELECT 1 FROM ${s}.instances i
         WHERE i.machine = b.machine AND i.id = b.instance_id AND i.status = 'active' AND i.entered_at = b.entered_at)`,
+    // `counts()`: records per machine, state and status, with the oldest entry into the state.
+    counts: `
+      SELECT machine, state, status, count(*)::int AS count, min(entered_at) AS oldest
+      FROM ${s}.instances WHERE $1::text IS NULL OR machine = $1
+      GROUP BY machine, state, status ORDER BY machine, state, status`,
     residencyNow: `SELECT state, count(*)::int AS count FROM ${s}.instances WHERE machine = $1 AND status = 'active' GROUP BY state`,
     // Stays that ended since $2: a transition into a state (status active) up to the record's
     // next transition. Only records with a transition since $2 are read (transitions_at index).

@@ -81,8 +81,14 @@ export function createSupervisorQueries(schema: string) {
       ORDER BY ${s}.runs.id DESC LIMIT $3 OFFSET $4`,
     // Housekeeping.
     heartbeat: `
-      INSERT INTO ${s}.nodes (id, host, pid, started_at, last_seen) VALUES ($1, $2, $3, $4, $5)
-      ON CONFLICT (id) DO UPDATE SET last_seen = EXCLUDED.last_seen`,
+      INSERT INTO ${s}.nodes (id, host, pid, started_at, last_seen, workers) VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+      ON CONFLICT (id) DO UPDATE SET last_seen = EXCLUDED.last_seen, workers = EXCLUDED.workers`,
+    // The fleet view: every live node's workers, the stored enable flags, each worker's newest run.
+    liveWorkers: `SELECT id AS node, workers FROM ${s}.nodes WHERE last_seen >= $1 ORDER BY started_at, id`,
+    workerFlags: `SELECT name, enabled FROM ${s}.workers`,
+    lastRuns: `
+      SELECT r.* FROM unnest($1::text[]) AS w(name)
+      CROSS JOIN LATERAL (SELECT ${RUN_COLUMNS} FROM ${s}.runs WHERE worker = w.name ORDER BY id DESC LIMIT 1) r`,
     removeNode: `DELETE FROM ${s}.nodes WHERE id = $1`,
     liveNodes: `SELECT id, host, pid, started_at, last_seen FROM ${s}.nodes WHERE last_seen >= $1 ORDER BY started_at, id`,
     // A run left 'running' by a node that stopped heartbeating will never finish.

@@ -52,6 +52,7 @@ import type {
   RecordView,
   ResidencyRow,
   Runtime,
+  StateCount,
   WaitCondition,
 } from './types.js';
 
@@ -99,6 +100,7 @@ function replyError(err: unknown): ReplyError {
   };
 }
 
+const COUNTS_KEYS = ['machine'] as const;
 const CREATE_REQUEST_KEYS = ['id', 'input', 'uniqueKey', 'priority', 'runAt'] as const;
 
 const STATUSES = new Set(['active', 'done', 'failed', 'cancelled']);
@@ -294,6 +296,16 @@ class DroverRuntime implements Runtime {
     return [...rows.values()].sort((a, b) => a.state.localeCompare(b.state));
   }
 
+  async counts(options: { machine?: string } = {}): Promise<StateCount[]> {
+    this.assertOpen();
+    rejectUnknownKeys(options, COUNTS_KEYS, 'counts()');
+    if (options.machine !== undefined) this.registry.assertKnown(options.machine);
+    const res = await withRetry(() =>
+      this.db.query<{ machine: string; state: string; status: RecordStatus; count: number; oldest: Date }>(this.rq.counts, [options.machine ?? null]),
+    );
+    return res.rows.map((r) => ({ machine: r.machine, state: r.state, status: r.status, count: r.count, oldestEnteredAt: r.oldest }));
+  }
+
   async prune(): Promise<PruneResult> {
     this.assertOpen();
     return this.runPrune();
@@ -343,7 +355,11 @@ class DroverRuntime implements Runtime {
       liveWindowMs: this.options.heartbeatIntervalMs * 3,
       telemetry: this.telemetry,
     });
-    const handle = this.supervisor.register(name, 'periodic', worker.handler, {}, { drain: worker.drain, onRun: worker.reset, onHalt: worker.halt });
+    const handle = this.supervisor.register(name, 'periodic', worker.handler, {}, { drain: worker.drain, onRun: worker.reset, onHalt: worker.halt }, {
+      schedule: config.schedule.description,
+      tags: config.tags,
+      next: () => config.schedule.next(this.options.clock.now()),
+    });
     if (this.state === 'started') this.supervisor.start(name);
     return handle;
   }
@@ -680,6 +696,7 @@ const DATABASE_CALLS = [
   'migrate',
   'cancel',
   'residency',
+  'counts',
   'prune',
   'parked',
   'nodes',

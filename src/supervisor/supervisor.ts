@@ -58,6 +58,57 @@ export interface RunRecord {
   node: string;
 }
 
+/** What a periodic tells the fleet view about itself. */
+export interface PeriodicAbout {
+  /** The schedule in words: `every 30s`, `cron 0 3 * * * (Europe/London)`. */
+  schedule: string;
+  tags: string[];
+  /** The next tick after now (epoch ms), or null if the schedule has no future tick. */
+  next(): number | null;
+}
+
+/** One node's view of a worker in {@link Supervisor.fleet}. */
+export interface FleetWorkerNode {
+  node: string;
+  status: WorkerStatus;
+  /** Panics since the last handler call that returned. */
+  panics: number;
+  lastMetric: MetricEvent | null;
+}
+
+/** A worker or periodic across every live node, as `supervisor.fleet()` lists it. */
+export interface FleetWorker {
+  name: string;
+  kind: 'worker' | 'periodic';
+  /** The stored enable flag, honoured by every node. */
+  enabled: boolean;
+  /**
+   * Across its nodes: `running` if it runs on any, else `crashed` if it crashed on any, else
+   * `disabled` when disabled, else `stopped` (also for a worker no live node registers).
+   */
+  status: WorkerStatus;
+  /** A periodic's schedule in words, else null. */
+  schedule: string | null;
+  tags: string[];
+  /** A periodic's next tick, else null. */
+  nextRun: Date | null;
+  /** Each live node that registers it, as of that node's last heartbeat (this node: now). */
+  nodes: FleetWorkerNode[];
+  /** Its newest run record (periodic ticks, recorded calls), or null. */
+  lastRun: RunRecord | null;
+}
+
+interface HeartbeatWorker {
+  name: string;
+  kind: WorkerEntry['kind'];
+  status: WorkerStatus;
+  panics: number;
+  lastMetric: (Omit<MetricEvent, 'at'> & { at: string }) | null;
+  schedule: string | null;
+  tags: string[];
+  nextRun: string | null;
+}
+
 /** What the supervisor needs from its runtime, resolved once. */
 export interface SupervisorDeps {
   db: Database;
@@ -87,6 +138,7 @@ interface Entry {
   actor: WorkerActor;
   hub: MetricsHub;
   handle: WorkerHandle;
+  about: PeriodicAbout | undefined;
 }
 
 const NAME = /^[A-Za-z0-9_.-]{1,100}$/;
@@ -176,6 +228,7 @@ export class Supervisor {
     handler: WorkerHandler,
     config: WorkerConfig,
     extra: Pick<WorkerInput, 'drain' | 'onRun' | 'onHalt'> = {},
+    about?: PeriodicAbout,
   ): WorkerHandle {
     this.deps.assertOpen();
     if (typeof name !== 'string' || !NAME.test(name) || name.startsWith('drover.')) {
@@ -200,6 +253,7 @@ export class Supervisor {
         ...(config.record ? { around: (call: () => Promise<HandlerResult>) => this.recorded(name, call) } : {}),
         ...extra,
       },
+      about,
     );
   }
 
@@ -399,6 +453,7 @@ export class Supervisor {
     kind: WorkerEntry['kind'],
     internal: boolean,
     input: Pick<WorkerInput, 'handler' | 'maxPanicAttempts' | 'panicBackoffMs' | 'around' | 'drain' | 'onRun' | 'onHalt'>,
+    about?: PeriodicAbout,
   ): WorkerHandle {
     const hub = new MetricsHub();
     this.store.trigger.registered({ name, kind });
@@ -418,7 +473,7 @@ export class Supervisor {
     const actor = this.root.getSnapshot().children[name] as unknown as WorkerActor;
     actor.subscribe((s) => this.store.trigger.status({ name, status: workerStatus(s), panics: s.context.panics }));
     const handle: WorkerHandle = { name, metrics: () => hub.iterate(), lastMetric: () => hub.last };
-    this.entries.set(name, { name, kind, internal, actor, hub, handle });
+    this.entries.set(name, { name, kind, internal, actor, hub, handle, about });
     return handle;
   }
 
@@ -480,7 +535,73 @@ export class Supervisor {
   }
 
   private async heartbeat(): Promise<void> {
-    await this.deps.db.query(this.deps.sql.heartbeat, [this.deps.node, hostname(), process.pid, this.startedAt, new Date(this.deps.clock.now())]);
+    const { db, sql, node, clock } = this.deps;
+    await db.query(sql.heartbeat, [node, hostname(), process.pid, this.startedAt, new Date(clock.now()), JSON.stringify(this.ownWorkers())]);
+  }
+
+  /** This node's user workers as a heartbeat stores them. */
+  private ownWorkers(): HeartbeatWorker[] {
+    const all = this.store.getSnapshot().context.workers;
+    return [...this.entries.values()]
+      .filter((e) => !e.internal)
+      .map((e) => {
+        const w = all[e.name] as WorkerEntry;
+        const next = e.about?.next() ?? null;
+        return {
+          name: e.name,
+          kind: e.kind,
+          status: w.status,
+          panics: w.panics,
+          lastMetric: w.lastMetric ? { ...w.lastMetric, at: w.lastMetric.at.toISOString() } : null,
+          schedule: e.about?.schedule ?? null,
+          tags: e.about?.tags ?? [],
+          nextRun: next === null ? null : new Date(next).toISOString(),
+        };
+      });
+  }
+
+  /**
+   * Every worker and periodic on every live node: what each node reported in its last
+   * heartbeat (this node's own, as of now), the stored enable flags (a disabled worker no
+   * live node registers is listed too) and each one's newest run record. Works on a client
+   * runtime (never started) as well, which has no workers of its own.
+   *
+   * @example for (const w of await drover.supervisor.fleet()) console.log(w.name, w.status, w.nodes.length, w.nextRun);
+   */
+  async fleet(): Promise<FleetWorker[]> {
+    const { db, sql, node, clock } = this.deps;
+    this.deps.assertOpen();
+    const since = new Date(clock.now() - this.deps.heartbeatIntervalMs * 3);
+    const [live, flags] = await Promise.all([
+      db.query<{ node: string; workers: HeartbeatWorker[] }>(sql.liveWorkers, [since]),
+      db.query<{ name: string; enabled: boolean }>(sql.workerFlags),
+    ]);
+    const running = this.root.getSnapshot().matches('running');
+    const reports = live.rows.filter((r) => !(running && r.node === node));
+    if (running) reports.unshift({ node, workers: this.ownWorkers() });
+    const enabled = new Map(flags.rows.map((r) => [r.name, r.enabled]));
+    const byName = new Map<string, FleetWorker>();
+    for (const report of reports) {
+      for (const w of report.workers) {
+        let entry = byName.get(w.name);
+        if (!entry) {
+          entry = { name: w.name, kind: w.kind, enabled: enabled.get(w.name) ?? true, status: 'stopped', schedule: w.schedule, tags: w.tags, nextRun: w.nextRun ? new Date(w.nextRun) : null, nodes: [], lastRun: null };
+          byName.set(w.name, entry);
+        }
+        const lastMetric = w.lastMetric ? ({ ...w.lastMetric, at: new Date(w.lastMetric.at) } as MetricEvent) : null;
+        entry.nodes.push({ node: report.node, status: w.status, panics: w.panics, lastMetric });
+      }
+    }
+    for (const [name, on] of enabled) {
+      if (!byName.has(name)) byName.set(name, { name, kind: 'worker', enabled: on, status: 'stopped', schedule: null, tags: [], nextRun: null, nodes: [], lastRun: null });
+    }
+    const runs = await db.query<RunRow>(sql.lastRuns, [[...byName.keys()]]);
+    for (const r of runs.rows) (byName.get(r.worker) as FleetWorker).lastRun = toRun(r);
+    for (const w of byName.values()) {
+      const statuses = new Set(w.nodes.map((n) => n.status));
+      w.status = statuses.has('running') ? 'running' : statuses.has('crashed') ? 'crashed' : !w.enabled ? 'disabled' : 'stopped';
+    }
+    return [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
   }
 
   private async reap(): Promise<void> {

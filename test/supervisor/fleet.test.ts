@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createRuntime, none, type Runtime } from '../../src/index.js';
+import { createMachine } from 'xstate';
+import { createRuntime, durable, type FleetWorker, none, type Runtime, UnknownMachineError } from '../../src/index.js';
 import { DATABASE_URL, uniqueSchema } from '../helpers/backends.js';
 import { until } from '../helpers/until.js';
 
@@ -25,6 +26,8 @@ async function pair(prefix: string) {
   };
   return { schema, a: await make(`${prefix}-a`), b: await make(`${prefix}-b`) };
 }
+
+const toggle = durable(createMachine({ id: 'toggle', initial: 'off', states: { off: { on: { flip: 'on' } }, on: { on: { flip: 'off' } } } }));
 
 describe('two nodes on one database', () => {
   it('run each periodic tick exactly once over 20 ticks: one run record and one call per tick', async () => {
@@ -127,5 +130,53 @@ describe('two nodes on one database', () => {
     expect((await a.nodes()).map((n) => n.id).sort()).toEqual([a.node, b.node].sort());
     await b.stop();
     expect((await a.nodes()).map((n) => n.id)).toEqual([a.node]);
+  });
+
+  it('supervisor.fleet() lists every node\'s workers and periodics, also on a client runtime', async () => {
+    const { schema, a, b } = await pair('fleet');
+    a.supervisor.add('mailer', async () => none('50ms'));
+    b.supervisor.add('mailer', async () => none('50ms'));
+    b.periodic('nightly', { every: '1h' }, async () => 'ok', { tags: ['org:acme'] });
+    await Promise.all([a.start(), b.start()]);
+    await a.supervisor.disable('ghost'); // stored only: no node registers it
+    const client = await createRuntime({ database: DATABASE_URL, schema, node: 'fleet-client', heartbeatInterval: 100 });
+    runtimes.push(client);
+    // b's workers reach a and the client through b's heartbeat.
+    await until(async () => (await client.supervisor.fleet()).some((w) => w.name === 'nightly'), 'b heartbeats its periodic', 5_000);
+    const fleet = await client.supervisor.fleet();
+    expect(fleet.map((w) => w.name)).toEqual(['ghost', 'mailer', 'nightly']);
+    const [ghost, mailer, nightly] = fleet as [FleetWorker, FleetWorker, FleetWorker];
+    expect(ghost).toMatchObject({ enabled: false, status: 'disabled', nodes: [] });
+    expect(mailer.status).toBe('running');
+    expect(mailer.nodes.map((n) => n.node).sort()).toEqual([a.node, b.node].sort());
+    expect(nightly).toMatchObject({ kind: 'periodic', schedule: 'every 1h', tags: ['org:acme'], enabled: true, status: 'running' });
+    expect(nightly.nodes.map((n) => n.node)).toEqual([b.node]);
+    // The next tick is the next whole hour after now.
+    expect(nightly.nextRun?.getTime()).toBe((Math.floor(Date.now() / 3_600_000) + 1) * 3_600_000);
+    await b.supervisor.disable('mailer');
+    await until(async () => {
+      const m = (await a.supervisor.fleet()).find((w) => w.name === 'mailer');
+      return m?.enabled === false && m.nodes.every((n) => n.status === 'disabled');
+    }, 'both nodes report mailer disabled', 5_000);
+    expect((await a.supervisor.fleet()).find((w) => w.name === 'mailer')?.status).toBe('disabled');
+  });
+
+  it('counts() gives records per machine, state and status with the oldest entry', async () => {
+    const schema = uniqueSchema('counts');
+    schemas.push(schema);
+    const rt = await createRuntime({ database: DATABASE_URL, schema, machines: [toggle] });
+    runtimes.push(rt);
+    await rt.create('toggle', { id: 'a' });
+    await rt.create('toggle', { id: 'b' });
+    await rt.create('toggle', { id: 'c' });
+    await rt.cancel('toggle', 'c');
+    const counts = await rt.counts();
+    expect(counts.map(({ machine, state, status, count }) => ({ machine, state, status, count }))).toEqual([
+      { machine: 'toggle', state: 'off', status: 'active', count: 2 },
+      { machine: 'toggle', state: 'off', status: 'cancelled', count: 1 },
+    ]);
+    const [rows] = [await admin.query(`SELECT min(entered_at) AS m FROM "${schema}".instances WHERE status = 'active'`)];
+    expect(counts[0]?.oldestEnteredAt.getTime()).toBe((rows.rows[0] as { m: Date }).m.getTime());
+    await expect(rt.counts({ machine: 'nope' })).rejects.toThrow(UnknownMachineError);
   });
 });
