@@ -53,10 +53,34 @@ interface TransitionLike {
   delay?: string | number;
 }
 
-function guardName(guard: unknown): string | undefined {
+/** A built-in guard as xstate 5.33 makes it: `and`/`or`/`not` carry `guards`, `stateIn` its `stateValue`. */
+interface BuiltinGuardLike {
+  name: string;
+  check?: unknown;
+  guards?: unknown[];
+  stateValue?: unknown;
+}
+
+/**
+ * The name of a guard: a named guard's name (a string or `{ type }`), an inline function's
+ * name (`'inline'` when it has none), and the built-in combinators spelled out, e.g.
+ * `and(isPaid, not(isLate))` or `stateIn(#order.paid)`.
+ */
+export function guardName(guard: unknown): string | undefined {
   if (guard === undefined || guard === null) return undefined;
   if (typeof guard === 'string') return guard;
-  if (typeof guard === 'function') return guard.name || 'inline';
+  if (typeof guard === 'function') {
+    const g = guard as unknown as BuiltinGuardLike;
+    if (typeof g.check === 'function') {
+      if (Array.isArray(g.guards) && (g.name === 'and' || g.name === 'or' || g.name === 'not')) {
+        return `${g.name}(${g.guards.map((inner) => guardName(inner) ?? 'inline').join(', ')})`;
+      }
+      if (g.name === 'stateIn') {
+        return `stateIn(${typeof g.stateValue === 'string' ? g.stateValue : JSON.stringify(g.stateValue)})`;
+      }
+    }
+    return guard.name || 'inline';
+  }
   if (typeof guard === 'object' && 'type' in guard && typeof (guard as { type: unknown }).type === 'string') {
     return (guard as { type: string }).type;
   }
