@@ -83,6 +83,11 @@ export function createSupervisorQueries(schema: string) {
     heartbeat: `
       INSERT INTO ${s}.nodes (id, host, pid, started_at, last_seen, workers) VALUES ($1, $2, $3, $4, $5, $6::jsonb)
       ON CONFLICT (id) DO UPDATE SET last_seen = EXCLUDED.last_seen, workers = EXCLUDED.workers`,
+    // Fleet-wide start/stop: a node applies the commands after the newest it saw at boot.
+    addCommand: `INSERT INTO ${s}.worker_commands (op, name, at) VALUES ($1, $2, $3)`,
+    lastCommand: `SELECT coalesce(max(id), 0)::text AS id FROM ${s}.worker_commands`,
+    commandsAfter: `SELECT id::text AS id, op, name FROM ${s}.worker_commands WHERE id > $1::bigint ORDER BY id LIMIT 1000`,
+    pruneCommands: `DELETE FROM ${s}.worker_commands WHERE at < $1`,
     // The fleet view: every live node's workers, the stored enable flags, each worker's newest run.
     liveWorkers: `SELECT id AS node, workers FROM ${s}.nodes WHERE last_seen >= $1 ORDER BY started_at, id`,
     workerFlags: `SELECT name, enabled FROM ${s}.workers`,

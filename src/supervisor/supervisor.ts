@@ -176,6 +176,8 @@ export class Supervisor {
   private readonly services = new Map<string, AnyActorRef>();
   private readonly root: Actor<typeof supervisorMachine>;
   private disabled = new Set<string>();
+  /** The newest fleet-wide start/stop command applied (null until boot reads it). */
+  private commandCursor: string | null = null;
   private paused = new Set<string>();
   private readonly startedAt: Date;
 
@@ -289,6 +291,34 @@ export class Supervisor {
     await Promise.all([...this.entries.values()].filter((e) => !e.internal).map((e) => this.stop(e.name)));
   }
 
+  /**
+   * Starts a worker or periodic on every live node that registers it (this one too), within
+   * one control interval (at once with NATS). Unlike `enable()` nothing is kept: a node that
+   * restarts starts its workers as usual. Works from a client runtime (the CLI's `drover start
+   * <worker>`). Throws `InvalidArgumentError` for a malformed name; a name no node registers
+   * is a no-op.
+   */
+  async startEverywhere(name: string): Promise<void> {
+    await this.command('start', name);
+  }
+
+  /**
+   * Stops a worker or periodic on every live node that registers it, within one control
+   * interval; it stays stopped until started again or its node restarts (to keep it off,
+   * `disable()` it). Resolves once the request is stored, not when every node has stopped it.
+   */
+  async stopEverywhere(name: string): Promise<void> {
+    await this.command('stop', name);
+  }
+
+  private async command(op: 'start' | 'stop', name: string): Promise<void> {
+    this.deps.assertOpen();
+    if (typeof name !== 'string' || !NAME.test(name) || name.startsWith('drover.')) throw new InvalidArgumentError(`worker name "${String(name)}" is invalid`);
+    await this.deps.db.query(this.deps.sql.addCommand, [op, name, new Date(this.deps.clock.now())]);
+    if (this.commandCursor !== null) await this.syncControl();
+    this.deps.announce?.(op, name);
+  }
+
   /** `running`, `stopped`, `crashed` or `disabled` (stored as disabled, fleet wide). */
   status(name: string): WorkerStatus {
     this.entry(name);
@@ -387,6 +417,7 @@ export class Supervisor {
   }
 
   private async boot(): Promise<void> {
+    this.commandCursor = (await this.deps.db.query<{ id: string }>(this.deps.sql.lastCommand)).rows[0]?.id ?? '0';
     await this.syncControl();
     await this.heartbeat();
     await this.deps.bootEngine();
@@ -522,8 +553,17 @@ export class Supervisor {
     this.deps.announce?.(paused ? 'pause' : 'resume', tag);
   }
 
-  /** Reads enable/disable and paused tags from the database and applies them to the actors. */
-  private async syncControl(): Promise<void> {
+  private controlSync: Promise<void> = Promise.resolve();
+
+  /** Reads control state and applies it, one read at a time (start/stop commands apply in order). */
+  private syncControl(): Promise<void> {
+    const next = this.controlSync.catch(() => {}).then(() => this.readControl());
+    this.controlSync = next;
+    return next;
+  }
+
+  /** Reads enable/disable, paused tags and new start/stop commands, and applies them to the actors. */
+  private async readControl(): Promise<void> {
     const row = (await this.deps.db.query<{ disabled: string[]; paused: string[] }>(this.deps.sql.controlState)).rows[0];
     this.disabled = new Set(row?.disabled ?? []);
     this.paused = new Set(row?.paused ?? []);
@@ -531,6 +571,14 @@ export class Supervisor {
       if (e.internal) continue;
       const want = this.disabled.has(e.name);
       if (want !== e.actor.getSnapshot().context.disabled) e.actor.send({ type: want ? 'DISABLE' : 'ENABLE' });
+    }
+    if (this.commandCursor === null) return; // not booted: a client runtime has no workers to command
+    const commands = await this.deps.db.query<{ id: string; op: 'start' | 'stop'; name: string }>(this.deps.sql.commandsAfter, [this.commandCursor]);
+    for (const c of commands.rows) {
+      this.commandCursor = c.id;
+      const entry = this.entries.get(c.name);
+      if (!entry || entry.internal || !this.root.getSnapshot().matches('running')) continue;
+      entry.actor.send({ type: c.op === 'start' ? 'START' : 'STOP' });
     }
   }
 
@@ -615,6 +663,7 @@ export class Supervisor {
       if (pruned.rowCount < 1000) break;
     }
     await db.query(sql.pruneNodes, [new Date(now - 24 * 3_600_000)]);
+    await db.query(sql.pruneCommands, [new Date(now - 24 * 3_600_000)]);
   }
 
   /** Live nodes: those that heartbeated within three heartbeat intervals. */

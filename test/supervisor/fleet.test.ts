@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createMachine } from 'xstate';
-import { createRuntime, durable, type FleetWorker, none, type Runtime, UnknownMachineError } from '../../src/index.js';
+import { createRuntime, durable, type FleetWorker, InvalidArgumentError, none, type Runtime, UnknownMachineError } from '../../src/index.js';
 import { DATABASE_URL, uniqueSchema } from '../helpers/backends.js';
 import { until } from '../helpers/until.js';
 
@@ -178,5 +178,30 @@ describe('two nodes on one database', () => {
     const [rows] = [await admin.query(`SELECT min(entered_at) AS m FROM "${schema}".instances WHERE status = 'active'`)];
     expect(counts[0]?.oldestEnteredAt.getTime()).toBe((rows.rows[0] as { m: Date }).m.getTime());
     await expect(rt.counts({ machine: 'nope' })).rejects.toThrow(UnknownMachineError);
+  });
+
+  it('stopEverywhere() and startEverywhere() from a client runtime reach the worker on every node, in order', async () => {
+    const { schema, a, b } = await pair('cmd');
+    a.supervisor.add('mailer', async () => none('50ms'));
+    b.supervisor.add('mailer', async () => none('50ms'));
+    await Promise.all([a.start(), b.start()]);
+    const client = await createRuntime({ database: DATABASE_URL, schema, node: 'cmd-client' });
+    runtimes.push(client);
+    await client.supervisor.stopEverywhere('mailer');
+    await until(() => a.supervisor.status('mailer') === 'stopped' && b.supervisor.status('mailer') === 'stopped', 'both stop', 5_000);
+    // Stop then start, stored back to back: every node ends running.
+    await client.supervisor.stopEverywhere('mailer');
+    await client.supervisor.startEverywhere('mailer');
+    await until(() => a.supervisor.status('mailer') === 'running' && b.supervisor.status('mailer') === 'running', 'both run again', 5_000);
+    // Nothing is kept: the enable flag is untouched and a node started later runs its worker.
+    expect((await client.supervisor.fleet()).find((w) => w.name === 'mailer')?.enabled).toBe(true);
+    await client.supervisor.stopEverywhere('mailer');
+    await until(() => a.supervisor.status('mailer') === 'stopped', 'a stops', 5_000);
+    const c = await createRuntime({ database: DATABASE_URL, schema, node: 'cmd-c', controlInterval: 50 });
+    runtimes.push(c);
+    c.supervisor.add('mailer', async () => none('50ms'));
+    await c.start();
+    expect(c.supervisor.status('mailer')).toBe('running');
+    await expect(client.supervisor.stopEverywhere('drover.poller')).rejects.toThrow(InvalidArgumentError);
   });
 });
