@@ -28,6 +28,7 @@ export {
   WorkerNotFoundError,
 } from './errors.js';
 export type { InputIssue } from './errors.js';
+export type { HttpServer, ServeOptions } from './http/server.js';
 export type { Logger } from './log.js';
 export type { DurableMachine, DurableOptions, JobContext, JobOptions, ResidencyOptions } from './record/durable.js';
 export { cancelJob, defineJob, durable, isDurableMachine, JobCancelledError } from './record/durable.js';

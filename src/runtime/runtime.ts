@@ -14,6 +14,7 @@ import { createVersionQueries } from '../db/version-queries.js';
 import { type Created, type CreateItem, Engine } from '../engine/engine.js';
 import { type MigrateOptions, type MigrateResult, type MigrationDeps, migrateRecords } from '../engine/record-migration.js';
 import { prune, type PruneResult } from '../engine/prune.js';
+import { type HttpServer, type ServeOptions, serveHttp } from '../http/server.js';
 import { RecordInspector } from '../inspect/records.js';
 import { repairStateStrings } from '../engine/repair.js';
 import { checkMachineVersions } from '../engine/versions.js';
@@ -158,6 +159,7 @@ class DroverRuntime implements Runtime {
   private readonly sq: ReturnType<typeof createSupervisorQueries>;
   private readonly pq: PruneQueries;
   private unobserve: (() => void) | undefined;
+  private readonly servers = new Set<HttpServer>();
   readonly supervisor: Supervisor;
   readonly done: Promise<void> = new Promise((resolve) => {
     this.resolveDone = resolve;
@@ -386,6 +388,15 @@ class DroverRuntime implements Runtime {
 
   async nodes(): Promise<NodeInfo[]> {
     return this.supervisor.nodes();
+  }
+
+  async serve(options: ServeOptions = {}): Promise<HttpServer> {
+    this.assertOpen();
+    if (this.state === 'stopping') throw new RuntimeStoppedError();
+    const server = await serveHttp(this, options, { logger: this.options.logger });
+    this.servers.add(server);
+    this.options.logger.info({ node: this.node, url: server.url }, 'drover: serving the HTTP API');
+    return server;
   }
 
   handleSignals(signals: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM']): () => void {
@@ -630,6 +641,8 @@ class DroverRuntime implements Runtime {
     if (this.maxRunTimer !== undefined) this.clock.clearTimeout(this.maxRunTimer);
     this.state = 'stopping';
     try {
+      // First: the API takes no more calls while the runtime drains.
+      await Promise.all([...this.servers].map((server) => server.close()));
       await this.supervisor.shutdown();
     } finally {
       this.state = 'stopped';

@@ -8,6 +8,7 @@ import type { PeriodicOptions, PeriodicRun } from '../periodic/periodic.js';
 import type { ScheduleSpec } from '../periodic/schedule.js';
 import type { RecordStatus } from '../record/step.js';
 import type { Supervisor, WorkerHandle } from '../supervisor/supervisor.js';
+import type { HttpServer, ServeOptions } from '../http/server.js';
 
 // The public shapes of the runtime: what its calls take and return.
 
@@ -232,6 +233,13 @@ export interface Runtime {
   parked(options?: { limit?: number }): Promise<{ count: number; items: ParkedTransition[] }>;
   /** Nodes whose heartbeat is recent (within three heartbeat intervals). */
   nodes(): Promise<NodeInfo[]>;
+  /**
+   * Serves the HTTP API (JSON under `/api/`, the OpenAPI document at `/api/openapi.json`,
+   * Server-Sent Events of transitions at `/api/events`); `stop()` closes it. Binds 127.0.0.1:7070
+   * by default; any other host needs a bearer `token`. See docs/http.md.
+   * @example const server = await drover.serve({ port: 7070 }); console.log(`${server.url}/api/machines`);
+   */
+  serve(options?: ServeOptions): Promise<HttpServer>;
   /**
    * Makes SIGINT/SIGTERM drain gracefully and exit 0 (a second signal exits at once with 1).
    * Returns a function that removes the handlers.
