@@ -103,3 +103,39 @@ export async function migrate(db: Database, schema: string): Promise<number[]> {
     return pending.map((m) => m.id);
   });
 }
+
+/** One migration as `migrationStatus()` reports it. */
+export interface MigrationState {
+  id: number;
+  name: string;
+  /** `applied`; `pending` (not yet); `changed` (applied with other text: `migrate` refuses to run). */
+  state: 'applied' | 'pending' | 'changed';
+  appliedAt: Date | null;
+  /** The shipped file's checksum. */
+  checksum: string;
+  /** The checksum stored when it was applied (null if pending or applied before checksums). */
+  storedChecksum: string | null;
+}
+
+/** Every shipped migration with whether the schema has it (reads only; a missing schema has them all pending). */
+export async function migrationStatus(db: Database, schema: string): Promise<MigrationState[]> {
+  const q = quoteSchema(schema);
+  const migrations = await loadMigrations();
+  const exists = await db.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [`${q}.migrations`]);
+  const rows = exists.rows[0]?.t
+    ? (await db.query<{ id: number; applied_at: Date; checksum: string | null }>(`SELECT id, applied_at, checksum FROM ${q}.migrations`)).rows
+    : [];
+  const stored = new Map(rows.map((r) => [r.id, r]));
+  return migrations.map((m) => {
+    const row = stored.get(m.id);
+    const known = row?.checksum == null || row.checksum === m.checksum || EARLIER_CHECKSUMS[m.id]?.includes(row.checksum);
+    return {
+      id: m.id,
+      name: m.name,
+      state: !row ? 'pending' : known ? 'applied' : 'changed',
+      appliedAt: row?.applied_at ?? null,
+      checksum: m.checksum,
+      storedChecksum: row?.checksum ?? null,
+    };
+  });
+}

@@ -32,6 +32,8 @@ export interface MigrateOptions<TFrom = Record<string, unknown>, TTo = Record<st
   dryRun?: boolean;
   /** Records per batch (each batch commits on its own). Default 100, at most 1000. */
   batchSize?: number;
+  /** Called after each batch commits, with the records moved so far (for progress). Not called with `dryRun`. */
+  onBatch?: (progress: { moved: number }) => void;
 }
 
 /** Records that moved (or would move) from one state to another. */
@@ -76,7 +78,7 @@ export interface MigrationDeps {
   committed(queue: string, messages: TransitionMessage[], spans: Array<{ id: string; enteredBefore: number; transition: TransitionRow }>): void;
 }
 
-const KEYS = ['from', 'to', 'states', 'context', 'dryRun', 'batchSize'];
+const KEYS = ['from', 'to', 'states', 'context', 'dryRun', 'batchSize', 'onBatch'];
 const IDS_PER_MOVE = 100;
 
 /**
@@ -161,6 +163,7 @@ export async function migrateRecords(deps: MigrationDeps, machine: string, optio
       for (const { row, landing } of batch) if (done.has(row.id)) tally(row.state, landing.state, row.id);
       movedThisPass += done.size;
       retry += batch.length - done.size;
+      options.onBatch?.({ moved });
     }
     if (dryRun || retry === 0) break;
     if (movedThisPass > 0) idle = 0;
