@@ -15,20 +15,44 @@ async function registerHooks(runtime: Runtime, folder: MachinesFolder): Promise<
   for (const hook of folder.hooks) await hook.register(runtime);
 }
 
-/** A node: supervisor, pollers, workers and periodics; drains on SIGINT/SIGTERM and exits 0. */
-async function runNode(io: Io, g: GlobalOptions): Promise<void> {
+/** Options of `drover serve`. */
+interface ServeFlags {
+  port: number;
+  host: string;
+  token?: string;
+  cors?: string[];
+  start?: boolean;
+}
+
+/**
+ * A node (`start: true`: supervisor, pollers, workers and periodics) and/or the HTTP API
+ * (`serve`); drains on SIGINT/SIGTERM and exits 0.
+ */
+async function runNode(io: Io, g: GlobalOptions, what: { start: boolean; serve?: ServeFlags }): Promise<void> {
   const database = databaseOf(g, io);
-  const folder = await loadMachinesFolder(g, true);
+  const folder = await loadMachinesFolder(g, what.start);
   const logger = cliLogger(io, true);
   const runtime = await createRuntime({ database, schema: schemaOf(g, io), machines: folder.machines, logger });
-  await registerHooks(runtime, folder);
   runtime.handleSignals();
-  await runtime.start();
-  const workers = runtime.supervisor.workers().map((w) => w.name);
-  io.err.write(
-    `drover: node ${runtime.node} running on schema "${runtime.schema}": machines ${folder.machines.map((m) => m.name).join(', ') || '(none)'}; ` +
-      `workers ${workers.join(', ') || '(none)'}. Ctrl-C (SIGINT) or SIGTERM drains and exits.\n`,
-  );
+  if (what.start) {
+    await registerHooks(runtime, folder);
+    await runtime.start();
+    const workers = runtime.supervisor.workers().map((w) => w.name);
+    io.err.write(
+      `drover: node ${runtime.node} running on schema "${runtime.schema}": machines ${folder.machines.map((m) => m.name).join(', ') || '(none)'}; ` +
+        `workers ${workers.join(', ') || '(none)'}. Ctrl-C (SIGINT) or SIGTERM drains and exits.\n`,
+    );
+  }
+  if (what.serve) {
+    const { port, host, token, cors } = what.serve;
+    const server = await runtime
+      .serve({ port, host, ...(token ? { token } : {}), ...(cors?.length ? { cors: { origin: cors } } : {}) })
+      .catch(async (err: unknown) => {
+        await runtime.stop();
+        throw err;
+      });
+    io.err.write(`drover: HTTP API on ${server.url}/api (OpenAPI: ${server.url}/api/openapi.json)${token ? ', bearer token required' : ''}\n`);
+  }
   await runtime.done;
 }
 
@@ -40,11 +64,26 @@ export function nodeCommands(program: Command, io: Io, run: Cmd): void {
     .argument('[worker]', 'a worker or periodic to start on every live node that registers it')
     .action(
       run(async (worker: string | undefined, _o: object, g: GlobalOptions) => {
-        if (worker === undefined) return runNode(io, g);
+        if (worker === undefined) return runNode(io, g, { start: true });
         await withRuntime(g, io, { machines: 'none' }, async (rt) => {
           await rt.supervisor.startEverywhere(worker);
           io.out.write(`asked every node to start ${worker}\n`);
         });
+      }),
+    );
+
+  program
+    .command('serve')
+    .description('serve the HTTP management API (docs/http.md); --start runs a node in the same process')
+    .option('--port <port>', 'the port (0: a free one)', integer('--port'), 7070)
+    .option('--host <host>', 'the address to bind; other than loopback requires a token', '127.0.0.1')
+    .option('--token <token>', 'bearer token for every /api request (default: $DROVER_TOKEN)')
+    .option('--cors <origin...>', 'origins allowed to call it from a browser')
+    .option('--start', 'also run a node (pollers, workers, periodics) for the machines folder')
+    .action(
+      run(async (o: ServeFlags, g: GlobalOptions) => {
+        const token = o.token ?? io.env.DROVER_TOKEN;
+        await runNode(io, g, { start: o.start === true, serve: { ...o, ...(token ? { token } : {}) } });
       }),
     );
 

@@ -298,6 +298,27 @@ describe('drover CLI: export and start', () => {
   });
 });
 
+describe('drover CLI: serve', () => {
+  it('serves the HTTP API with the folder\'s machines; off loopback it refuses to start without a token', async () => {
+    const env = { ...process.env, DATABASE_URL, DROVER_SCHEMA: backend.schema };
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, '--machines', MACHINES, 'serve', '--port', '0'], { cwd: ROOT, env });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await until(() => /HTTP API on (\S+)\/api /.test(stderr), 'the server listens', 20_000);
+    const url = (/HTTP API on (\S+)\/api /.exec(stderr) as RegExpExecArray)[1] as string;
+    const res = await fetch(`${url}/api/machines`);
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as Array<{ name: string }>).map((m) => m.name)).toEqual(['toggle']);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+
+    const open = await drover(withFolder(['serve', '--host', '0.0.0.0', '--port', '0']), { DROVER_TOKEN: undefined });
+    expect(open.code).toBe(1);
+    expect(open.stderr).toContain('INVALID_ARGUMENT');
+  });
+});
+
 function evaluate(code: string): AnyStateMachine {
   const out = ts.transpileModule(code, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } });
   const exports: Record<string, unknown> = {};
