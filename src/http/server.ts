@@ -131,6 +131,8 @@ export async function serveHttp(runtime: Runtime, options: ServeOptions = {}, in
   app.addSchema(errorSchema);
   app.addSchema(recordView);
   await app.register(swagger, {
+    // Shared schemas keep their $id as the component name (`Record`, `HttpError`).
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     openapi: {
       openapi: '3.1.0',
       info: { title: 'drover HTTP API', version: '1', description: 'Machines, records, workers and periodics of a drover runtime. See docs/http.md.' },

@@ -258,6 +258,10 @@ describe('HTTP API: workers, periodics, nodes', () => {
       expect(paths).toContain(p);
     }
     expect(doc.body.paths['/api/machines/{machine}/records'].post.requestBody).toBeDefined();
+    expect(Object.keys(doc.body.components.schemas).sort()).toEqual(['HttpError', 'Record']);
+    expect(doc.body.paths['/api/machines/{machine}/records/{id}'].get.responses['200'].content['application/json'].schema).toEqual({
+      $ref: '#/components/schemas/Record',
+    });
   });
 });
 
