@@ -233,23 +233,47 @@ export function registerRoutes(app: FastifyInstance, runtime: Runtime, access: R
     );
   }
 
-  const statusResponse = ok({ type: 'object', properties: { name: { type: 'string' }, status: { type: 'string' } }, required: ['name', 'status'] });
-  app.post<{ Params: { name: string } }>(
-    '/api/workers/:name/start',
-    { schema: { tags: ['workers'], summary: "Starts this node's worker (404 if this node does not register it)", params: S.workerParams, response: statusResponse } },
-    async (request) => {
-      supervisor.start(request.params.name);
-      return { name: request.params.name, status: supervisor.status(request.params.name) };
+  // Start and stop reach every live node by default (through the stored command table, so a
+  // server on a client runtime can do it too); `scope: 'node'` acts on this node's worker alone.
+  const startStopResponse = ok(
+    {
+      type: 'object',
+      properties: {
+        name: { type: 'string' },
+        scope: { type: 'string', enum: ['fleet', 'node'] },
+        status: { type: 'string', description: "This node's worker status after the call (scope `node` only)." },
+      },
+      required: ['name', 'scope'],
     },
+    200,
   );
-  app.post<{ Params: { name: string } }>(
-    '/api/workers/:name/stop',
-    { schema: { tags: ['workers'], summary: "Stops this node's worker once its handler returns", params: S.workerParams, response: statusResponse } },
-    async (request) => {
-      await supervisor.stop(request.params.name);
-      return { name: request.params.name, status: supervisor.status(request.params.name) };
-    },
-  );
+  for (const op of ['start', 'stop'] as const) {
+    app.post<{ Params: { name: string }; Body: { scope?: 'fleet' | 'node' } }>(
+      `/api/workers/:name/${op}`,
+      {
+        schema: {
+          tags: ['workers'],
+          summary:
+            op === 'start'
+              ? "Starts a worker or periodic on every live node that registers it (scope `fleet`, within one control interval), or this node's (scope `node`: 404 if this node does not register it)"
+              : "Stops a worker or periodic on every live node that registers it (scope `fleet`), or this node's once its handler returns (scope `node`)",
+          params: S.workerParams,
+          body: S.scopeBody,
+          response: startStopResponse,
+        },
+      },
+      async (request) => {
+        const { name } = request.params;
+        if (request.body.scope === 'node') {
+          if (op === 'start') supervisor.start(name);
+          else await supervisor.stop(name);
+          return { name, scope: 'node', status: supervisor.status(name) };
+        }
+        await (op === 'start' ? supervisor.startEverywhere(name) : supervisor.stopEverywhere(name));
+        return { name, scope: 'fleet' };
+      },
+    );
+  }
 
   const tagResponse = ok({ type: 'object', properties: { tag: { type: 'string' }, paused: { type: 'boolean' } }, required: ['tag', 'paused'] });
   for (const op of ['pause', 'resume'] as const) {

@@ -111,6 +111,12 @@ export const retryBody = {
   additionalProperties: false,
 } as const;
 
+export const scopeBody = {
+  type: 'object',
+  properties: { scope: { type: 'string', enum: ['fleet', 'node'], default: 'fleet', description: '`fleet`: every live node; `node`: this one.' } },
+  additionalProperties: false,
+} as const;
+
 export const machineQuery = {
   type: 'object',
   properties: { version: { type: 'integer', minimum: 1 } },

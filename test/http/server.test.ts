@@ -157,7 +157,8 @@ describe('HTTP API: machines and records', () => {
     expect((await call('GET', '/api/machines/ticket/records/nope')).status).toBe(404);
     expect((await call('GET', '/api/machines/ticket/records/nope/history')).status).toBe(404);
     expect((await call('POST', '/api/machines/ticket/records/nope/events', { type: 'close' })).status).toBe(404);
-    expect((await call('POST', '/api/workers/ghost/start')).body.error.code).toBe('WORKER_NOT_FOUND');
+    expect((await call('POST', '/api/workers/ghost/start', { scope: 'node' })).body.error.code).toBe('WORKER_NOT_FOUND');
+    expect((await call('POST', '/api/workers/ghost/start', { scope: 'everywhere' })).status).toBe(400);
     expect((await call('GET', '/api/nothing')).status).toBe(404);
     const root = await fetch(`${server.url}/`);
     expect(root.status).toBe(404);
@@ -204,10 +205,16 @@ describe('HTTP API: workers, periodics, nodes', () => {
 
   it('stops and starts a worker of this node, and pages its runs by keyset and offset', async () => {
     await until(() => recorded > 7, 'seven recorded calls');
-    expect((await call('POST', '/api/workers/recorder/stop')).body).toEqual({ name: 'recorder', status: 'stopped' });
-    expect((await call('POST', '/api/workers/recorder/start')).body).toEqual({ name: 'recorder', status: 'running' });
+    // Fleet wide (the default): through the command table, applied within a control interval.
+    expect((await call('POST', '/api/workers/recorder/stop')).body).toEqual({ name: 'recorder', scope: 'fleet' });
+    await until(() => rt.supervisor.status('recorder') === 'stopped', 'stopped on every node');
+    expect((await call('POST', '/api/workers/recorder/start')).body).toEqual({ name: 'recorder', scope: 'fleet' });
+    await until(() => rt.supervisor.status('recorder') === 'running', 'started on every node');
+    // This node only.
+    expect((await call('POST', '/api/workers/recorder/stop', { scope: 'node' })).body).toEqual({ name: 'recorder', scope: 'node', status: 'stopped' });
+    expect((await call('POST', '/api/workers/recorder/start', { scope: 'node' })).body).toEqual({ name: 'recorder', scope: 'node', status: 'running' });
     // Stopped again, so no run is being recorded while the pages are read.
-    await call('POST', '/api/workers/recorder/stop');
+    await call('POST', '/api/workers/recorder/stop', { scope: 'node' });
     const all = (await rt.supervisor.runs('recorder', { limit: 100 })).items.map((r) => r.id);
     expect(all.length).toBeGreaterThanOrEqual(7);
     const seen: string[] = [];
@@ -251,6 +258,7 @@ describe('HTTP API: workers, periodics, nodes', () => {
       '/api/workers',
       '/api/workers/{name}/runs',
       '/api/workers/{name}/disable',
+      '/api/workers/{name}/start',
       '/api/tags/{tag}/pause',
       '/api/nodes',
       '/api/events',
