@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setup } from 'xstate';
 import { z } from 'zod';
 import { createRuntime, done, durable, type HttpServer, InvalidArgumentError, none, type Runtime } from '../../src/index.js';
-import { postgresBackend, type TestBackend } from '../helpers/backends.js';
+import { pgliteBackend, postgresBackend, type TestBackend } from '../helpers/backends.js';
 import { gate, until } from '../helpers/until.js';
 import { POLL_MS } from '../../src/http/events.js';
 
@@ -432,6 +432,26 @@ describe('HTTP API: Server-Sent Events', () => {
     expect(stream.events.map((e) => e.data.id)).toEqual(['e-1']);
     stream.close();
     expect((await call('GET', '/api/events?machine=nope')).status).toBe(404);
+  });
+
+  it('streams and resumes on PGlite too', async () => {
+    const lite = await pgliteBackend();
+    const own = await createRuntime({ database: lite.database, schema: lite.schema, machines: [ticket] });
+    const srv = await own.serve({ port: 0 });
+    try {
+      await own.create('ticket', { id: 'l-1', input: { ticket_id: 'l-1' } });
+      await own.create('ticket', { id: 'l-2', input: { ticket_id: 'l-2' } });
+      const res = await fetch(`${srv.url}/api/events?lastEventId=1`);
+      const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+      let text = '';
+      while (!text.includes('"l-2"')) text += new TextDecoder().decode((await reader.read()).value);
+      expect(text).toContain('id: 2\n');
+      expect(text).not.toContain('"l-1"');
+      await reader.cancel();
+    } finally {
+      await own.stop();
+      await lite.close();
+    }
   });
 
   it('runtime.stop() ends open streams and closes the server', async () => {
