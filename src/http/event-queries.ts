@@ -1,22 +1,8 @@
-import type { EventObject } from 'xstate';
 import { quoteSchema } from '../db/database.js';
-import type { RecordStatus } from '../record/step.js';
+import type { OutboxRow } from '../db/outbox-queries.js';
 
-/** A committed transition as the event stream reads it. */
-export interface StreamRow {
-  /** The history row's bigint id, as text: the SSE event id. */
-  tid: string;
-  machine: string;
-  instance_id: string;
-  version: number;
-  seq: number;
-  from_state: string | null;
-  to_state: string;
-  status: RecordStatus;
-  event: EventObject;
-  error: { name: string; message: string } | null;
-  at: Date;
-}
+/** A committed transition as the event stream reads it: the outbox row's fields (`tid` is the SSE event id), with its error instead of NATS headers. */
+export type StreamRow = Omit<OutboxRow, 'ids' | 'traceparent'> & { error: { name: string; message: string } | null };
 
 /** The SQL of the event stream (`GET /api/events`), schema quoted once. */
 export function createEventQueries(schema: string) {
