@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import { UnknownVersionError } from '../errors.js';
 import { machineGraph } from '../graph/graph.js';
 import type { RecordStatus } from '../record/step.js';
 import type { RuntimeAccess } from '../runtime/access.js';
@@ -13,21 +12,7 @@ type RecordParams = { machine: string; id: string };
 
 /** The registered versions of every machine, oldest first (the registry never changes after start). */
 function registeredVersions(access: RuntimeAccess): Map<string, number[]> {
-  const out = new Map<string, number[]>();
-  for (const name of access.registry.names()) {
-    const latest = access.registry.latest(name).version;
-    const versions: number[] = [];
-    for (let v = 1; v <= latest; v++) {
-      try {
-        access.registry.get(name, v);
-        versions.push(v);
-      } catch (err) {
-        if (!(err instanceof UnknownVersionError)) throw err;
-      }
-    }
-    out.set(name, versions);
-  }
-  return out;
+  return new Map(access.registry.names().map((name) => [name, access.registry.versions(name)]));
 }
 
 const ok = (schema: object, status = 200) => ({ [status]: schema, ...errorResponses });

@@ -34,6 +34,13 @@ export class MachineRegistry {
     return m;
   }
 
+  /** The registered versions of a machine, oldest first. */
+  versions(name: string): number[] {
+    const versions = this.byName.get(name);
+    if (!versions) throw new UnknownMachineError(name, this.names());
+    return [...versions.keys()].sort((a, b) => a - b);
+  }
+
   /** Checks that a machine name is registered. */
   assertKnown(name: string): void {
     if (!this.byName.has(name)) throw new UnknownMachineError(name, this.names());
