@@ -40,7 +40,7 @@ export type LogicKind = 'promise' | 'callback' | 'observable' | 'transition' | '
  * JSON-safe. An invoke or spawnChild that names no registered actor (an inline one) is an
  * `InvalidArgumentError`.
  */
-export function checkMachine(machine: AnyStateMachine): void {
+export function checkDefinition(machine: AnyStateMachine): void {
   const impl = machine.implementations ?? { actors: {}, actions: {}, delays: {} };
   const delays = (impl.delays ?? {}) as Record<string, unknown>;
   const actors = (impl.actors ?? {}) as Record<string, unknown>;

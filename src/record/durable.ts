@@ -3,7 +3,7 @@ import { type AnyStateMachine, fromPromise, setup } from 'xstate';
 import { InvalidArgumentError } from '../errors.js';
 import { rejectUnknownKeys } from '../keys.js';
 import { type Duration, parseDuration } from '../time.js';
-import { checkMachine } from './check.js';
+import { checkDefinition } from './check.js';
 import { isStandardSchema } from './input.js';
 
 /** How a state's residency is watched (used by the SLA watch). */
@@ -112,7 +112,7 @@ export function durable<TMachine extends AnyStateMachine>(machine: TMachine, opt
   }
   if (options.allowChange !== undefined && typeof options.allowChange !== 'boolean')
     throw new InvalidArgumentError(`machine "${name}": allowChange must be true or false`);
-  checkMachine(machine);
+  checkDefinition(machine);
   return Object.freeze({
     kind: 'drover.durable' as const,
     name,
