@@ -234,3 +234,30 @@ export class DatabaseUnavailableError extends DroverError {
     super('DATABASE_UNAVAILABLE', `the database is unavailable: ${errorMessage(cause)}; try again when it is back`, { cause });
   }
 }
+
+/** Why a machines folder did not load: see {@link MachinesLoadError}. */
+export type MachinesLoadReason =
+  | 'NOT_FOUND'
+  | 'NOT_A_FOLDER'
+  | 'NO_TYPESCRIPT_LOADER'
+  | 'IMPORT_FAILED'
+  | 'NOT_DURABLE'
+  | 'NO_MACHINES';
+
+/**
+ * A machines folder (`createRuntime({ machinesDir })`, `drover --machines`) did not load:
+ * `reason` says why and `file` names the folder or module. The message says what to do: the
+ * TypeScript loaders to choose from, the folder to pass, `durable()` to wrap a plain XState
+ * machine in. A module that failed to import is the `cause`.
+ */
+export class MachinesLoadError extends DroverError {
+  /** What went wrong, stable for programs: `NOT_FOUND`, `NO_TYPESCRIPT_LOADER`, `IMPORT_FAILED`… */
+  readonly reason: MachinesLoadReason;
+  /** The absolute path of the folder or module concerned. */
+  readonly file: string;
+  constructor(reason: MachinesLoadReason, file: string, message: string, options?: { cause?: unknown }) {
+    super('MACHINES_LOAD', message, options);
+    this.reason = reason;
+    this.file = file;
+  }
+}

@@ -12,6 +12,7 @@ export {
   InvalidInputError,
   MachineChangedError,
   MachineDefinitionError,
+  MachinesLoadError,
   MigrationChangedError,
   NotFailedError,
   UnmappedStatesError,
@@ -27,7 +28,7 @@ export {
   WaitUnreachableError,
   WorkerNotFoundError,
 } from './errors.js';
-export type { InputIssue } from './errors.js';
+export type { InputIssue, MachinesLoadReason } from './errors.js';
 export type { HttpServer, ServeOptions } from './http/server.js';
 export type { Logger } from './log.js';
 export type { DurableMachine, DurableOptions, JobContext, JobOptions, ResidencyOptions } from './record/durable.js';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { DroverError, errorMessage } from '../errors.js';
+import { DroverError, errorMessage, MachinesLoadError, type MachinesLoadReason } from '../errors.js';
 import { UsageError } from './connect.js';
 import { nodeCommands } from './node.js';
 import { operatorCommands } from './operations.js';
@@ -10,6 +10,9 @@ import { recordCommands } from './records.js';
 
 /** Exit codes of the `drover` command (docs/cli.md). */
 export const EXIT = { ok: 0, error: 1, usage: 2 } as const;
+
+/** A machines folder that is absent, empty or needs a TypeScript loader: how drover was run, exit 2; a module's own failure is 1. */
+const USAGE_LOAD_REASONS: ReadonlySet<MachinesLoadReason> = new Set(['NOT_FOUND', 'NOT_A_FOLDER', 'NO_TYPESCRIPT_LOADER', 'NO_MACHINES']);
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -41,7 +44,8 @@ export function buildProgram(io: Io): Command {
 /**
  * Runs the CLI on `argv` (without `node` and the script) and resolves to its exit code: 0 ok,
  * 1 an error (a `DroverError` prints its code), 2 wrong usage (unknown command or option, a
- * missing argument, a malformed value, no database).
+ * missing argument, a malformed value, no database, a machines folder that is missing, empty or
+ * needs a TypeScript loader).
  */
 export async function runCli(argv: readonly string[], io: Io): Promise<number> {
   // `--version` is read here: commander's would also catch `drover export <m> --version 2`.
@@ -70,7 +74,7 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
     }
     if (err instanceof DroverError) {
       io.err.write(wantsJson ? json({ error: { code: err.code, message: err.message } }) : `error [${err.code}]: ${err.message}\n`);
-      return EXIT.error;
+      return err instanceof MachinesLoadError && USAGE_LOAD_REASONS.has(err.reason) ? EXIT.usage : EXIT.error;
     }
     io.err.write(wantsJson ? json({ error: { code: 'ERROR', message: errorMessage(err) } }) : `error: ${errorMessage(err)}\n`);
     return EXIT.error;

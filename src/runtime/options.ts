@@ -1,7 +1,4 @@
-import { readdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { MeterProvider, TracerProvider } from '@opentelemetry/api';
 import type pg from 'pg';
 import type { InspectionEvent, Observer } from 'xstate';
@@ -17,6 +14,7 @@ import type { Retention } from '../engine/prune.js';
 import { type DurableMachine, isDurableMachine } from '../record/durable.js';
 import { DEFAULT_MAX_PAYLOAD } from '../record/payload.js';
 import { type Clock, type Duration, parseDuration, systemClock, withTimers } from '../time.js';
+import { loadMachinesDir } from './machines-dir.js';
 
 /** Options of {@link createRuntime}. */
 export interface RuntimeOptions {
@@ -44,7 +42,11 @@ export interface RuntimeOptions {
   slaInterval?: Duration;
   /** The durable machines this runtime knows (every version still running). */
   machines?: readonly DurableMachine[];
-  /** A folder whose modules export durable machines; added to `machines`. */
+  /**
+   * A folder whose `.js`/`.mjs`/`.ts` modules export durable machines; added to `machines`. A
+   * missing folder, a module that fails to import, a `.ts` file without a TypeScript loader or
+   * a folder with no durable machine is a `MachinesLoadError` (docs/machines.md).
+   */
   machinesDir?: string;
   /** This node's id (what `locked_by` shows). Default: host:pid:random. */
   node?: string;
@@ -212,7 +214,10 @@ export async function resolveOptions(options: RuntimeOptions): Promise<ResolvedO
   const nats = options.nats === false || options.nats === undefined || options.nats === null ? undefined : options.nats;
   const logger = options.logger ?? silentLogger;
   const machines = [...(options.machines ?? [])];
-  if (options.machinesDir) machines.push(...(await loadMachinesDir(options.machinesDir)));
+  if (options.machinesDir !== undefined) {
+    if (typeof options.machinesDir !== 'string' || options.machinesDir === '') throw new InvalidArgumentError('machinesDir must be a folder path');
+    machines.push(...(await loadMachinesDir(options.machinesDir, { required: true })).machines);
+  }
   for (const m of machines) {
     if (!isDurableMachine(m)) throw new InvalidArgumentError('machines: every entry must come from durable() or defineJob()');
   }
@@ -256,15 +261,4 @@ export async function resolveOptions(options: RuntimeOptions): Promise<ResolvedO
     db = pgDatabase(source, logger);
   else throw new InvalidArgumentError('database must be a connection string, a pg.Pool or a PGlite instance');
   return { ...resolved, db };
-}
-
-async function loadMachinesDir(dir: string): Promise<DurableMachine[]> {
-  const abs = resolve(dir);
-  const files = (await readdir(abs)).filter((f) => /\.(m?js|ts)$/.test(f) && !f.endsWith('.d.ts')).sort();
-  const found: DurableMachine[] = [];
-  for (const file of files) {
-    const mod = (await import(pathToFileURL(join(abs, file)).href)) as Record<string, unknown>;
-    for (const value of Object.values(mod)) if (isDurableMachine(value) && !found.includes(value)) found.push(value);
-  }
-  return found;
 }
