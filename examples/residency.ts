@@ -68,7 +68,7 @@ const steps = [
   { event: 'triage', to: 'triaged' },
   { event: 'start', to: 'in_progress' },
   { event: 'resolve', to: 'resolved' },
-];
+] as const;
 const started = Date.now();
 
 await Promise.all(

@@ -31,14 +31,15 @@ export {
 export type { InputIssue, MachinesLoadReason } from './errors.js';
 export type { HttpServer, ServeOptions } from './http/server.js';
 export type { Logger } from './log.js';
-export type { DurableMachine, DurableOptions, JobContext, JobOptions, ResidencyOptions } from './record/durable.js';
+export type { DurableMachine, DurableOptions, JobContext, JobMachine, JobOptions, ResidencyOptions } from './record/durable.js';
 export { cancelJob, defineJob, durable, isDurableMachine, JobCancelledError } from './record/durable.js';
 export { stateString } from './record/state.js';
 export type { RecordStatus } from './record/step.js';
 export type { RuntimeOptions } from './runtime/options.js';
+export type { AnyDurableMachine, ContextOf, EventOf, InputOf, MachineTypes, NameOf, RecordOf, StatePathOf, ValueOf } from './runtime/infer.js';
 export { createRuntime } from './runtime/runtime.js';
 export { partitionHistory, type PartitionHistoryOptions, type PartitionHistoryResult } from './engine/partitions.js';
-export type { CreateManyItem, CreateManyOptions, CreateOptions, DroverEvent, HistoryEntry, MigrateMove, MigrateOptions, MigrateResult, NodeInfo, Page, ParkedTransition, PruneResult, RecordView, ResidencyRow, Runtime, StateCount, Unsubscribe, WaitCondition } from './runtime/types.js';
+export type { CreateManyItem, CreateManyOptions, CreateOptions, DroverEvent, HistoryEntry, ListOptions, MigrateMove, MigrateOptions, MigrateResult, NodeInfo, Page, ParkedTransition, PruneResult, RecordView, ResidencyRow, Runtime, StateCount, Unsubscribe, WaitCondition } from './runtime/types.js';
 export type { PeriodicContext, PeriodicOptions, PeriodicResult, PeriodicRun } from './periodic/periodic.js';
 export type { ScheduleSpec } from './periodic/schedule.js';
 export type { MetricEvent, MetricStream } from './supervisor/metrics.js';

@@ -1,10 +1,22 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { type AnyStateMachine, fromPromise, setup } from 'xstate';
+import {
+  type ActorRefFromLogic,
+  type AnyEventObject,
+  type AnyStateMachine,
+  type EventObject,
+  fromPromise,
+  type InputFrom,
+  type MetaObject,
+  type PromiseActorLogic,
+  setup,
+  type StateMachine,
+} from 'xstate';
 import { InvalidArgumentError } from '../errors.js';
 import { rejectUnknownKeys } from '../keys.js';
 import { type Duration, parseDuration } from '../time.js';
 import { checkDefinition } from './check.js';
 import { isStandardSchema } from './input.js';
+import type { MachineId } from '../runtime/infer.js';
 
 /** How a state's residency is watched (used by the SLA watch). */
 export interface ResidencyOptions {
@@ -12,7 +24,7 @@ export interface ResidencyOptions {
 }
 
 /** Options of {@link durable}. */
-export interface DurableOptions {
+export interface DurableOptions<TSchema extends StandardSchemaV1 = StandardSchemaV1> {
   /** The machine version; records stay on the version they started with. Default 1. */
   version?: number;
   /** The queue whose pollers run this machine's records. Default: the machine id. */
@@ -29,7 +41,7 @@ export interface DurableOptions {
    * `InvalidInputError` and the validator's issues; the validator's output (transforms and
    * defaults applied) is the input the machine starts from.
    */
-  input?: StandardSchemaV1;
+  input?: TSchema;
   /** Accept a structural change of this version that strands no live record. Default false. */
   allowChange?: boolean;
 }
@@ -45,11 +57,14 @@ const DURABLE_OPTION_KEYS = Object.keys({
   allowChange: true,
 } satisfies Record<keyof DurableOptions, true>);
 
-/** A machine wrapped by {@link durable}: what the runtime registers. */
-export interface DurableMachine<TMachine extends AnyStateMachine = AnyStateMachine> {
+/**
+ * A machine wrapped by {@link durable}: what the runtime registers. `TInput` is what `create()`
+ * takes as `input`: the `input` validator's input type when there is one, else the machine's.
+ */
+export interface DurableMachine<TMachine extends AnyStateMachine = AnyStateMachine, TInput = InputFrom<TMachine>, TName extends string = MachineId<TMachine>> {
   readonly kind: 'drover.durable';
-  /** The machine name: the XState machine `id`. */
-  readonly name: string;
+  /** The machine name: the XState machine `id` (typed as its literal when XState keeps it, as `setup().createMachine()` does). */
+  readonly name: TName;
   readonly version: number;
   readonly queue: string;
   readonly maxAttempts: number;
@@ -60,7 +75,12 @@ export interface DurableMachine<TMachine extends AnyStateMachine = AnyStateMachi
   /** Accept a structural change of this version that strands no live record. */
   readonly allowChange: boolean;
   readonly machine: TMachine;
+  /** Type-level only: what `create()` takes as `input`. */
+  readonly '~input'?: TInput;
 }
+
+/** The input type of a durable machine: the validator's input, else the machine's. */
+type DurableInput<TMachine extends AnyStateMachine, TSchema> = [TSchema] extends [never] ? InputFrom<TMachine> : StandardSchemaV1.InferInput<TSchema & StandardSchemaV1>;
 
 const NAME = /^[A-Za-z0-9_-]{1,100}$/;
 
@@ -77,7 +97,10 @@ const NAME = /^[A-Za-z0-9_-]{1,100}$/;
  * export const order = durable(setup({ actors: { charge } }).createMachine({ id: 'order', … }),
  *   { version: 1, queue: 'orders', maxAttempts: 5, backoff: '1s', input: z.object({ order_id: z.string() }) });
  */
-export function durable<TMachine extends AnyStateMachine>(machine: TMachine, options: DurableOptions = {}): DurableMachine<TMachine> {
+export function durable<TMachine extends AnyStateMachine, TSchema extends StandardSchemaV1 = never>(
+  machine: TMachine,
+  options: DurableOptions<TSchema> = {},
+): DurableMachine<TMachine, DurableInput<TMachine, TSchema>, MachineId<TMachine>> {
   const name = machine?.id;
   if (!machine || typeof machine.transition !== 'function' || !machine.root) {
     throw new InvalidArgumentError('durable() takes an XState v5 machine made with createMachine() or setup().createMachine()');
@@ -115,7 +138,7 @@ export function durable<TMachine extends AnyStateMachine>(machine: TMachine, opt
   checkDefinition(machine);
   return Object.freeze({
     kind: 'drover.durable' as const,
-    name,
+    name: name as MachineId<TMachine>,
     version,
     queue,
     maxAttempts,
@@ -138,6 +161,24 @@ export interface JobContext {
   signal: AbortSignal;
 }
 
+/** The machine of a job named `TName`: `running` (invoking `job` with the args) then `done`. */
+export type JobMachine<TName extends string, TArgs, TOut> = StateMachine<
+  { args: TArgs },
+  AnyEventObject,
+  { [id: string]: ActorRefFromLogic<PromiseActorLogic<TOut, TArgs>> | undefined },
+  { src: 'job'; logic: PromiseActorLogic<TOut, TArgs>; id: string | undefined },
+  never,
+  never,
+  never,
+  'running' | 'done',
+  string,
+  TArgs,
+  TOut,
+  EventObject,
+  MetaObject,
+  { id: TName; states: { readonly running: object; readonly done: object } }
+>;
+
 /** Options of {@link defineJob}. */
 export type JobOptions = Omit<DurableOptions, 'residency'>;
 
@@ -150,14 +191,13 @@ export type JobOptions = Omit<DurableOptions, 'residency'>;
  * const cleanup = defineJob('cleanup', async (args: { days: number }) => purge(args.days));
  * await runtime.create('cleanup', { input: { days: 30 } });
  */
-export function defineJob<TArgs = unknown, TOut = unknown>(
-  name: string,
+export function defineJob<const TName extends string, TArgs = unknown, TOut = unknown>(
+  name: TName,
   run: (args: TArgs, ctx: JobContext) => Promise<TOut> | TOut,
   options: JobOptions = {},
 ) {
-  // Typed loosely inside: the job's own signature carries the types for its callers.
   const machine = setup({
-    types: { context: {} as { args: unknown }, input: {} as unknown },
+    types: { context: {} as { args: unknown }, input: {} as unknown, output: {} as TOut },
     actors: { job: fromPromise<TOut, unknown>(async ({ input, signal }) => run(input as TArgs, { signal })) },
   }).createMachine({
     id: name,
@@ -168,7 +208,13 @@ export function defineJob<TArgs = unknown, TOut = unknown>(
       done: { type: 'final' },
     },
   });
-  return durable(machine, { maxAttempts: 20, ...options });
+  // Built on `unknown` (XState's conditional input types do not resolve on a type parameter),
+  // typed here as the job's own: `create()` takes `TArgs`, the context holds them.
+  return durable(machine as unknown as JobMachine<TName, TArgs, TOut>, { maxAttempts: 20, ...options }) as DurableMachine<
+    JobMachine<TName, TArgs, TOut>,
+    TArgs,
+    TName
+  >;
 }
 
 /** Thrown from a job or invoked promise, fails it at once with no further attempts. */

@@ -41,6 +41,7 @@ import { none } from '../supervisor/results.js';
 import { Supervisor, type WorkerHandle } from '../supervisor/supervisor.js';
 import { type Clock, sleep } from '../time.js';
 import { registerAccess } from './access.js';
+import type { AnyDurableMachine } from './infer.js';
 import { MAX_TIMER_MS, type ResolvedOptions, type RuntimeOptions, resolveOptions } from './options.js';
 import type {
   CreateManyOptions,
@@ -61,10 +62,18 @@ import type {
  * Creates a drover runtime: opens (or adopts) the database, applies migrations into the
  * schema under an advisory lock, and registers the machines. Call `start()` to run pollers.
  *
+ * The runtime is typed by `machines`: names are checked, and `create`'s input, `send`'s events,
+ * and the context, value and state of the records read come from each machine's
+ * `setup({ types })`. With `machinesDir`, names from the folder are accepted too, loosely typed.
+ *
  * @example
  * const drover = await createRuntime({ database: process.env.DATABASE_URL, machines: [order] });
  * await drover.start();
  */
+export async function createRuntime<const T extends readonly AnyDurableMachine[]>(
+  options: RuntimeOptions & { machines: T; machinesDir?: undefined },
+): Promise<Runtime<T[number]>>;
+export async function createRuntime(options?: RuntimeOptions): Promise<Runtime>;
 export async function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
   const resolved = await resolveOptions(options);
   let bus: Bus;

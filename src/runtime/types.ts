@@ -9,18 +9,19 @@ import type { ScheduleSpec } from '../periodic/schedule.js';
 import type { RecordStatus } from '../record/step.js';
 import type { Supervisor, WorkerHandle } from '../supervisor/supervisor.js';
 import type { HttpServer, ServeOptions } from '../http/server.js';
+import type { AnyDurableMachine, Catalog, LooseEvent, NameOf } from './infer.js';
 
 // The public shapes of the runtime: what its calls take and return.
 
 /** A record as `get()`, `list()` and `waitFor()` return it. */
-export interface RecordView<TContext = Record<string, unknown>> {
+export interface RecordView<TContext = Record<string, unknown>, TValue extends StateValue = StateValue, TState extends string = string> {
   id: string;
   machine: string;
   version: number;
   /** The state in string form: `b.x`, or `p.l.l1,p.r.r1` for parallel regions. */
-  state: string;
+  state: TState;
   /** XState's state value. */
-  value: StateValue;
+  value: TValue;
   /** The machine context, as stored (JSON). */
   context: TContext;
   status: RecordStatus;
@@ -46,8 +47,8 @@ export interface HistoryEntry {
   error?: { name: string; message: string };
 }
 
-/** An event for `send()`: a `type` and any JSON fields. */
-export type DroverEvent = { type: string } & Record<string, unknown>;
+/** An event for `send()` to a machine without typed events: a `type` and any JSON fields. */
+export type DroverEvent = LooseEvent;
 
 /** Options of `create()`. */
 export interface CreateOptions<TInput = unknown> {
@@ -79,8 +80,22 @@ export interface CreateManyOptions {
   tx?: CreateOptions['tx'];
 }
 
-/** What `waitFor()` waits for. */
-export type WaitCondition = { state: StateValue } | { status: RecordStatus } | ((record: RecordView) => boolean);
+/**
+ * What `waitFor()` waits for: a state (matched like `snapshot.matches()`: a dotted path or a
+ * state value, a parent state matching its children), a status, or a predicate.
+ */
+export type WaitCondition<TRecord = RecordView, TMatch = StateValue> = { state: TMatch } | { status: RecordStatus } | ((record: TRecord) => boolean);
+
+/** Options of `list()`. */
+export interface ListOptions<TState extends string = string> {
+  /** Records in this state or its children (a dotted path, matched like `snapshot.matches()`). */
+  state?: TState;
+  status?: RecordStatus;
+  /** Records per page, 1 to 1,000. Default 50. */
+  limit?: number;
+  /** The `next` of the previous page; `null` or omitted for the first. */
+  after?: string | null;
+}
 
 /** One state's row of `residency()`: records there now, and stays that ended since `since` (seconds). */
 export interface ResidencyRow {
@@ -115,8 +130,14 @@ export interface NodeInfo {
   lastSeen: Date;
 }
 
-/** A running drover: the API services call. */
-export interface Runtime {
+/**
+ * A running drover: the API services call. Typed by its machines (`createRuntime({ machines })`):
+ * machine names are checked, and input, events, context and states come from each machine's
+ * `setup({ types })`. A runtime of untyped machines (`Runtime`) takes any name and event.
+ */
+// `any` by default, so a runtime typed by its machines is still a `Runtime` (what a function taking any runtime declares).
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export interface Runtime<D extends AnyDurableMachine = any> {
   /** This runtime's node id. */
   readonly node: string;
   /** The schema it keeps its tables in. */
@@ -125,7 +146,7 @@ export interface Runtime {
    * Creates a record and runs its machine's initial transition.
    * @example await drover.create('order', { id: 'o-1', input: { order_id: 'o-1' } });
    */
-  create<TInput = unknown>(machine: string, options?: CreateOptions<TInput>): Promise<RecordView>;
+  create<N extends NameOf<D>>(machine: N, options?: CreateOptions<Catalog<D>[N]['input']>): Promise<Catalog<D>[N]['record']>;
   /**
    * Creates many records of one machine at once: one round trip per 1,000 records, all of
    * them or none. A duplicate id or unique key (in the database or within `items`) fails the
@@ -133,27 +154,33 @@ export interface Runtime {
    * `InvalidArgumentError` naming the item. Resolves to the records, in the order of `items`.
    * @example await drover.createMany('order', orders.map((o) => ({ id: o.id, input: { order_id: o.id } })));
    */
-  createMany<TInput = unknown>(machine: string, items: readonly CreateManyItem<TInput>[], options?: CreateManyOptions): Promise<RecordView[]>;
+  createMany<N extends NameOf<D>>(
+    machine: N,
+    items: readonly CreateManyItem<Catalog<D>[N]['input']>[],
+    options?: CreateManyOptions,
+  ): Promise<Catalog<D>[N]['record'][]>;
   /**
    * Stores an event for a record and wakes a poller; resolves once it is stored.
    * @example await drover.send('order', 'o-1', { type: 'payment.confirmed' });
    */
-  send(machine: string, id: string, event: DroverEvent, options?: { tx?: CallerTransaction }): Promise<void>;
+  send<N extends NameOf<D>>(machine: N, id: string, event: Catalog<D>[N]['event'], options?: { tx?: CallerTransaction }): Promise<void>;
   /** A record, or `null` when there is none. */
-  get(machine: string, id: string): Promise<RecordView | null>;
+  get<N extends NameOf<D>>(machine: N, id: string): Promise<Catalog<D>[N]['record'] | null>;
   /** Records of a machine by id, a page at a time. `state` matches like `snapshot.matches()`. */
-  list(
-    machine: string,
-    options?: { state?: string; status?: RecordStatus; limit?: number; after?: string | null },
-  ): Promise<Page<RecordView>>;
+  list<N extends NameOf<D>>(machine: N, options?: ListOptions<Catalog<D>[N]['path']>): Promise<Page<Catalog<D>[N]['record']>>;
   /** A record's transitions, oldest first. Rejects with `RecordNotFoundError` when there is no such record. */
-  history(machine: string, id: string): Promise<HistoryEntry[]>;
+  history(machine: NameOf<D>, id: string): Promise<HistoryEntry[]>;
   /**
    * Resolves when the record matches; rejects with `WaitTimeoutError` after `timeoutMs`
    * (default 30s), or at once with `WaitUnreachableError` if it finished without matching
    * (a finished record never changes again).
    */
-  waitFor(machine: string, id: string, condition: WaitCondition, options?: { timeoutMs?: number }): Promise<RecordView>;
+  waitFor<N extends NameOf<D>>(
+    machine: N,
+    id: string,
+    condition: WaitCondition<Catalog<D>[N]['record'], Catalog<D>[N]['match']>,
+    options?: { timeoutMs?: number },
+  ): Promise<Catalog<D>[N]['record']>;
   /**
    * Takes a `failed` record back to the snapshot it had before the failed step (state, context,
    * timers) and applies the failed event again, or drops it with `skipEvent: true`. A record
@@ -166,7 +193,7 @@ export interface Runtime {
    * the snapshot still does not restore (nothing changes).
    * @example await drover.retry('order', 'o-1'); // after fixing what made it fail
    */
-  retry(machine: string, id: string, options?: { skipEvent?: boolean }): Promise<RecordView>;
+  retry<N extends NameOf<D>>(machine: N, id: string, options?: { skipEvent?: boolean }): Promise<Catalog<D>[N]['record']>;
   /**
    * Moves the live (`active`) records of version `from` to version `to`, in batches that
    * each commit on their own (safe while nodes step: each record's write is guarded by its row
@@ -181,9 +208,9 @@ export interface Runtime {
    * nothing. See docs/changing-machines.md.
    * @example await drover.migrate('order', { from: 1, to: 2, states: { awaiting_payment: 'payment.waiting', charging: 'payment.charging' } });
    */
-  migrate<TFrom = Record<string, unknown>, TTo = Record<string, unknown>>(machine: string, options: MigrateOptions<TFrom, TTo>): Promise<MigrateResult>;
+  migrate<TFrom = Record<string, unknown>, TTo = Record<string, unknown>>(machine: NameOf<D>, options: MigrateOptions<TFrom, TTo>): Promise<MigrateResult>;
   /** Cancels an active record: status `cancelled`, invocations stopped. False if it had already finished. */
-  cancel(machine: string, id: string, reason?: string): Promise<boolean>;
+  cancel(machine: NameOf<D>, id: string, reason?: string): Promise<boolean>;
   /**
    * Calls `handler` for each committed transition that matches. With NATS: a JetStream
    * consumer (with `durable`, a named one that a restarted subscriber resumes; a message is
@@ -205,14 +232,14 @@ export interface Runtime {
    * the count now, and p50/p95/p99/max of the stays that ended since `since` (default: 24 h ago).
    * @example for (const r of await drover.residency('order', { since: Date.now() - 3_600_000 })) console.log(r.state, r.count, r.p95);
    */
-  residency(machine: string, options?: { since?: Date | number }): Promise<ResidencyRow[]>;
+  residency(machine: NameOf<D>, options?: { since?: Date | number }): Promise<ResidencyRow[]>;
   /**
    * Records per machine, state and status, with when the oldest of them entered the state: one
    * SQL aggregate over the records (no record is loaded). `machine` limits it to one machine
    * (an unknown name is an `UnknownMachineError`). Sorted by machine, state and status.
    * @example for (const c of await drover.counts({ machine: 'order' })) console.log(c.state, c.status, c.count);
    */
-  counts(options?: { machine?: string }): Promise<StateCount[]>;
+  counts(options?: { machine?: NameOf<D> }): Promise<StateCount[]>;
   /**
    * Prunes now what `retention` no longer keeps (housekeeping does the same on every node
    * every `reaperInterval`): finished records past `retention.finished` with their history,

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRuntime, type Runtime, RecordNotFoundError, WaitTimeoutError, WaitUnreachableError } from '../../src/index.js';
+import { createRuntime, type Page, type RecordView, type Runtime, RecordNotFoundError, WaitTimeoutError, WaitUnreachableError } from '../../src/index.js';
 import { BACKENDS, type TestBackend } from '../helpers/backends.js';
 import { add, CHAIN_LENGTH, chain, drained, lifecycle, pager, probe, rejection, row, within } from './machines.js';
 
@@ -89,7 +89,8 @@ describe.each(BACKENDS)('lifecycle on $name', ({ name, make }) => {
     let after: string | null = null;
     let pages = 0;
     do {
-      const page = await rt.list('pager', { limit: 2, after });
+      // Annotated: `after` comes from the previous page, so TypeScript cannot infer this call's type on its own.
+      const page: Page<RecordView> = await rt.list('pager', { limit: 2, after });
       expect(page.items.length).toBeLessThanOrEqual(2);
       seen.push(...page.items.map((r) => r.id));
       after = page.next;
