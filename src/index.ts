@@ -34,6 +34,7 @@ export type { Logger } from './log.js';
 export type { DurableMachine, DurableOptions, JobContext, JobMachine, JobOptions, ResidencyOptions } from './record/durable.js';
 export { cancelJob, defineJob, durable, isDurableMachine, JobCancelledError } from './record/durable.js';
 export { stateString } from './record/state.js';
+export { checkMachine, type CheckOptions, type CheckProblem, type CheckProblemKind, type CheckResult } from './check/machine.js';
 export type { RecordStatus } from './record/step.js';
 export type { RuntimeOptions } from './runtime/options.js';
 export type { AnyDurableMachine, ContextOf, EventOf, InputOf, MachineTypes, NameOf, RecordOf, StatePathOf, ValueOf } from './runtime/infer.js';
