@@ -1,5 +1,5 @@
 import { assign, fromPromise, setup } from 'xstate';
-import { durable } from '../src/index.js';
+import { type CheckOptions, durable } from '../src/index.js';
 
 /** What an order record holds. Context is stored as JSON. */
 export interface OrderContext {
@@ -62,3 +62,12 @@ export const order = durable(
   }),
   { version: 1, queue: 'orders', residency: { awaiting_payment: { sla: '1h' } } },
 );
+
+/**
+ * What `drover check` runs the order with (docs/machines.md, "Checking a machine survives
+ * persistence"): an input to start from, and what the invoked `charge` resolves with (the
+ * check never runs invoked actors; it delivers their result).
+ */
+export const checkOptions = {
+  order: { input: { order_id: 'o-1', amount: 10 }, outputs: { charge: { receipt: 'rcpt-o-1' } } },
+} satisfies Record<string, CheckOptions>;

@@ -1,4 +1,4 @@
-import { type AnyMachineSnapshot, type AnyStateMachine, type EventObject, fromPromise } from 'xstate';
+import { type AnyEventObject, type AnyMachineSnapshot, type AnyStateMachine, type EventObject, fromPromise } from 'xstate';
 import { getAdjacencyMap } from 'xstate/graph';
 import { errorMessage, InvalidArgumentError, MachineDefinitionError } from '../errors.js';
 import { rejectUnknownKeys } from '../keys.js';
@@ -20,7 +20,7 @@ export interface CheckOptions {
    * `{ type }` alone. A function is asked in each state. An invoke's result is an event too:
    * `{ type: 'xstate.done.actor.<invoke id>', output }` here overrides `outputs`.
    */
-  events?: readonly EventObject[] | ((snapshot: AnyMachineSnapshot) => readonly EventObject[]);
+  events?: readonly AnyEventObject[] | ((snapshot: AnyMachineSnapshot) => readonly AnyEventObject[]);
   /** The input every run starts from (as `create()` takes it). Default: none. */
   input?: unknown;
   /**

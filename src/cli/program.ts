@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { DroverError, errorMessage, MachinesLoadError, type MachinesLoadReason } from '../errors.js';
+import { checkCommands } from './check.js';
 import { UsageError } from './connect.js';
 import { nodeCommands } from './node.js';
 import { operatorCommands } from './operations.js';
@@ -37,6 +38,7 @@ export function buildProgram(io: Io): Command {
   recordCommands(program, io, withGlobals);
   operatorCommands(program, io, withGlobals);
   nodeCommands(program, io, withGlobals);
+  checkCommands(program, io, withGlobals);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput({ writeOut: (s) => io.out.write(s), writeErr: (s) => io.err.write(s) });
   return program;
 }
