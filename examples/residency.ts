@@ -11,8 +11,8 @@ import { context, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { type DataPoint, type Histogram, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { setup } from 'xstate';
-import { createRuntime, durable, ResidencySpanProcessor } from '../src/index.js';
+import { createRuntime, ResidencySpanProcessor } from '../src/index.js';
+import { ticket } from './machines/ticket.js';
 
 // A reader that collects on demand (a real service uses a PeriodicExportingMetricReader and an exporter).
 class OnDemandReader extends MetricReader {
@@ -32,21 +32,6 @@ const tracerProvider = new BasicTracerProvider({
     new ResidencySpanProcessor({ meterProvider, boundaries: [0.1, 0.25, 0.5, 1, 2] }),
   ],
 });
-
-const ticket = durable(
-  setup({ types: { context: {} as { ticket_id: string }, input: {} as { ticket_id: string } } }).createMachine({
-    id: 'ticket',
-    initial: 'open',
-    context: ({ input }) => ({ ticket_id: input.ticket_id }),
-    states: {
-      open: { on: { triage: 'triaged' } },
-      triaged: { on: { start: 'in_progress' } },
-      in_progress: { on: { resolve: 'resolved' } },
-      resolved: { type: 'final' },
-    },
-  }),
-  { residency: { triaged: { sla: '400ms' } } },
-);
 
 const drover = await createRuntime({ machines: [ticket], pollInterval: 50, slaInterval: 100, tracerProvider, meterProvider });
 await drover.start();

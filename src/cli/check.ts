@@ -28,7 +28,7 @@ interface CheckFlags {
 export function checkCommands(program: Command, io: Io, run: Cmd): void {
   program
     .command('check')
-    .description('check that every durable machine of the folder survives persistence: each shortest path run durably against in-memory XState (needs no database)')
+    .description('check that every durable machine of the folder survives persistence: every transition run durably, restored before each event, against in-memory XState (needs no database)')
     .argument('[dir]', 'the machines folder (default: --machines, else ./machines)')
     .option('--max-states <n>', 'the most distinct states walked per machine (default 500)', integer('--max-states'))
     .option('--json', 'print the results as JSON')
