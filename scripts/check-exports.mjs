@@ -9,3 +9,6 @@ if (missing.length > 0) {
   process.exit(1);
 }
 console.log(`import from 'drover' works: ${Object.keys(drover).length} exports`);
+
+// Then the package as a consumer installs it (CI runs this file after the build).
+await import('./check-package.mjs');
