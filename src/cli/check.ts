@@ -44,7 +44,14 @@ export function checkCommands(program: Command, io: Io, run: Cmd): void {
         for (const def of machines) {
           const t = performance.now();
           const options: CheckOptions = { ...samples.get(def.name), ...(o.maxStates !== undefined ? { maxStates: o.maxStates } : {}) };
-          const result = await checkMachine(def, options);
+          let result: CheckResult;
+          try {
+            result = await checkMachine(def, options);
+          } catch (err) {
+            // A bad sample is the module's: say which machine's checkOptions to fix.
+            if (err instanceof InvalidArgumentError) throw new InvalidArgumentError(`machine "${def.name}" (its checkOptions): ${err.message}`);
+            throw err;
+          }
           results.push({ ...result, version: def.version, ms: Math.round(performance.now() - t) });
         }
         const ms = Math.round(performance.now() - started);
