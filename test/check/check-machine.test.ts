@@ -89,6 +89,21 @@ describe('machines that do not', () => {
     expect(result.problems[0]?.message).toMatch(/context\.at is a Date: store date\.toISOString\(\)/);
   });
 
+  it('an actor ref spawned into context (it lives in memory only): the event that put it there', async () => {
+    const machine = durable(
+      setup({ actors: { work: fromPromise(async () => 1) } }).createMachine({
+        id: 'spawner',
+        initial: 'idle',
+        context: { ref: null as unknown },
+        states: { idle: { on: { go: { target: 'busy', actions: assign({ ref: ({ spawn }) => spawn('work') }) } } }, busy: {} },
+      }),
+    );
+    const result = await checkMachine(machine);
+    expect(kinds(result)).toEqual(['context']);
+    expect(route(result)).toEqual(['go']);
+    expect(result.problems[0]?.message).toMatch(/context\.ref is a Actor instance/);
+  });
+
   it('an event whose payload the door refuses (a Date a guard reads): send() would refuse it', async () => {
     const machine = durable(
       setup({ types: { events: {} as { type: 'schedule'; at: Date } } }).createMachine({
