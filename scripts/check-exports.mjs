@@ -9,6 +9,11 @@ if (missing.length > 0) {
   process.exit(1);
 }
 console.log(`import from 'drover' works: ${Object.keys(drover).length} exports`);
+const testing = await import('drover/testing');
+if (typeof testing.createTestRuntime !== 'function') {
+  console.error(`'drover/testing' does not export createTestRuntime`);
+  process.exit(1);
+}
 
 // Then the package as a consumer installs it (CI runs this file after the build).
 await import('./check-package.mjs');

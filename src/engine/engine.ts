@@ -130,6 +130,29 @@ export class Engine {
     return this.pollers;
   }
 
+  /** Whether this node's engine is doing nothing: every poller asleep, no invocation held, nothing being written. */
+  settled(): boolean {
+    return !this.invoker.busy && [...this.pollers.values()].every((p) => p.idle);
+  }
+
+  /** Makes every poller look at its records and invocations now. */
+  wakeAll(): void {
+    for (const p of this.pollers.values()) {
+      p.wake();
+      p.invocationsDue();
+    }
+  }
+
+  /** When anything of this node's queues is next due, records or invocations (epoch ms; null: nothing waits). */
+  async nextDue(now: number): Promise<number | null> {
+    let next: number | null = null;
+    for (const queue of this.deps.registry.queues()) {
+      const { instanceAt, invocationAt } = await this.deps.queries.nextDue(this.deps.db, { queue, now: new Date(now) });
+      for (const at of [instanceAt, invocationAt]) if (at !== null && (next === null || at < next)) next = at;
+    }
+    return next;
+  }
+
   /** Another node has work for `queue` (null: any), due at `at` (null: now). */
   peerWork(queue: string | null, at: number | null): void {
     const targets = queue === null ? [...this.pollers.values()] : [this.pollers.get(queue)].filter((p) => p !== undefined);

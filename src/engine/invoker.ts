@@ -92,6 +92,11 @@ export class Invoker {
     return this.ctx.concurrency + 2 * this.ctx.batchSize;
   }
 
+  /** Whether it holds anything: an invocation running or waiting for a slot, a reservation, or a result not yet written. */
+  get busy(): boolean {
+    return this.running.size + this.waiting.size + this.reserved + this.pending.length + this.heldResults.size > 0 || this.flushing !== undefined;
+  }
+
   /** How many more invocations this node can take on (claim, or own when its steps spawn them). */
   room(): number {
     return Math.max(0, this.capacity - this.running.size - this.waiting.size - this.reserved);

@@ -90,6 +90,11 @@ export class QueuePoller {
     if (this.invocationsBehind && this.invoker.wantsWork()) this.wakeup.wake();
   }
 
+  /** Whether the poller is asleep with nothing in hand: no claim, step or persist under way (for `drover/testing`'s drain). */
+  get idle(): boolean {
+    return this.wakeup.asleep && this.persisting === undefined;
+  }
+
   /** Stops claiming; resolves when the batch in hand is persisted. */
   async stop(): Promise<void> {
     this.running = false;

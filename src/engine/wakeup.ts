@@ -34,6 +34,11 @@ export class WakeUp {
     else this.arm(at, false);
   }
 
+  /** Whether the loop is waiting in {@link sleep} with nothing told to it since. */
+  get asleep(): boolean {
+    return this.sleeping !== undefined && !this.pending;
+  }
+
   /** The earliest due time it knows of (Infinity: none). */
   get nextDue(): number {
     return this.due;

@@ -1,5 +1,6 @@
 import type { Bus } from '../bus/bus.js';
 import type { Database } from '../db/database.js';
+import type { Engine } from '../engine/engine.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { MachineRegistry } from '../record/registry.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
@@ -19,6 +20,7 @@ export interface RuntimeAccess {
   readonly clock: Required<Clock>;
   readonly bus: Bus;
   readonly supervisor: Supervisor;
+  readonly engine: Engine;
 }
 
 const access = new WeakMap<Runtime, RuntimeAccess>();

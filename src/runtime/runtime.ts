@@ -231,6 +231,7 @@ class DroverRuntime implements Runtime {
       clock: this.clock,
       bus,
       supervisor: this.supervisor,
+      engine: this.engine,
     });
     // The one commit hook: transitions to the bus, the relay woken to publish them, waiters re-read.
     this.engine.onCommitted((messages) => {

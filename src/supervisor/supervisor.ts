@@ -6,7 +6,7 @@ import { DuplicateWorkerError, errorMessage, InvalidArgumentError, serializeErro
 import { optionKeys, rejectUnknownKeys } from '../keys.js';
 import type { Logger } from '../log.js';
 import type { Page } from '../page.js';
-import { type Clock, type Duration, parseDuration } from '../time.js';
+import { type Clock, type Duration, parseDuration, withTimers } from '../time.js';
 import { type Service, serviceMachine, supervisorMachine } from './machines.js';
 import { type MetricEvent, MetricsHub, type MetricStream } from './metrics.js';
 import { type HandlerResult, none } from './results.js';
@@ -183,6 +183,7 @@ export class Supervisor {
 
   constructor(private readonly deps: SupervisorDeps) {
     this.startedAt = new Date(deps.clock.now());
+    const timers = withTimers(deps.clock);
     this.root = createActor(supervisorMachine, {
       input: {
         boot: () => this.boot(),
@@ -193,6 +194,8 @@ export class Supervisor {
           }),
       },
       ...(deps.inspect ? { inspect: deps.inspect } : {}),
+      // Workers' idle sleeps and panic backoffs are XState delays: they wait on the injected clock.
+      clock: { setTimeout: (fn, ms) => timers.setTimeout(fn, ms), clearTimeout: (handle) => timers.clearTimeout(handle) },
     });
     this.root.start();
     this.addEvery('drover.control', deps.controlIntervalMs, () => this.syncControl());
@@ -472,6 +475,22 @@ export class Supervisor {
   addHousekeeping(name: string, handler: WorkerHandler, panicBackoffMs = 1000): { wake(): void } {
     this.spawn(name, 'worker', true, { handler, maxPanicAttempts: 0, panicBackoffMs });
     return { wake: () => this.entries.get(name)?.actor.send({ type: 'WAKE' }) };
+  }
+
+  /** @internal The periodics whose handler is running now (what `drover/testing`'s drain waits for). */
+  busyPeriodics(): string[] {
+    return [...this.entries.values()].filter((e) => e.kind === 'periodic' && e.actor.getSnapshot().matches({ running: 'calling' })).map((e) => e.name);
+  }
+
+  /** @internal The earliest next tick of a running periodic (epoch ms), or null: where `drover/testing` stops the clock. */
+  nextPeriodicAt(): number | null {
+    let next: number | null = null;
+    for (const e of this.entries.values()) {
+      if (e.kind !== 'periodic' || !e.about || !e.actor.getSnapshot().matches('running')) continue;
+      const at = e.about.next();
+      if (at !== null && (next === null || at < next)) next = at;
+    }
+    return next;
   }
 
   /** @internal Re-reads control state now (a control message from another node). */
