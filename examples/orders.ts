@@ -3,8 +3,15 @@
 
 import { order } from '../machines/order.js';
 import { createRuntime } from '../src/index.js';
+import { openEmbedded } from './embedded.js';
 
-const drover = await createRuntime({ machines: [order], pollInterval: '100ms' });
+// Boot progress, so the few seconds PGlite takes are not silence (createRuntime() with no
+// database does the same boot, without the lines and the saved cluster).
+const booting = Date.now();
+const pglite = await openEmbedded((line) => console.log(line));
+console.log("applying drover's migrations…");
+const drover = await createRuntime({ database: pglite, machines: [order], pollInterval: '100ms' });
+console.log(`ready in ${Date.now() - booting} ms\n`);
 const started = Date.now();
 const elapsed = () => `${String(Date.now() - started).padStart(5)} ms`;
 
@@ -33,3 +40,4 @@ for (const r of finals) console.log(`  ${r.id}: ${r.state}${r.context.receipt ? 
 console.log(`\nhistory of o-1: ${(await drover.history('order', 'o-1')).map((h) => h.to).join(' → ')}`);
 
 await drover.stop();
+await pglite.close(); // the caller's PGlite: stop() leaves it open

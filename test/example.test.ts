@@ -12,6 +12,10 @@ describe('npm start (examples/orders.ts on the embedded default)', () => {
       timeout: 60_000,
     });
     for (const line of [
+      // The boot's progress, before the first transition.
+      /^starting the embedded database \(PGlite, in memory\)/,
+      /\nPGlite ready in \d+ ms/,
+      /\napplying drover's migrations…\nready in \d+ ms\n/,
       /o-1 +awaiting_payment +→ charging +on payment\.confirmed/,
       /o-1 +charging +→ shipped +on xstate\.done\.actor/,
       /o-2 +charging +→ payment_failed +on xstate\.error\.actor/,
