@@ -6,7 +6,7 @@ import { quoteSchema } from '../db/database.js';
 import { openPGlite } from '../db/pglite.js';
 import { DroverError, InvalidArgumentError } from '../errors.js';
 import { accessOf, type RuntimeAccess } from '../runtime/access.js';
-import type { AnyDurableMachine } from '../runtime/infer.js';
+import type { AnyDurableMachine, NameOf } from '../runtime/infer.js';
 import type { RuntimeOptions } from '../runtime/options.js';
 import { createRuntime } from '../runtime/runtime.js';
 import type { HistoryEntry, Runtime } from '../runtime/types.js';
@@ -70,9 +70,9 @@ export interface TestRuntime<D extends AnyDurableMachine = any> extends Runtime<
    */
   drain(): Promise<DrainResult>;
   /** The states a record went through, oldest first: the `to` of each history entry. */
-  states(machine: string, id: string): Promise<string[]>;
+  states(machine: NameOf<D>, id: string): Promise<string[]>;
   /** The types of the events that moved a record, oldest first (`xstate.init` first). */
-  events(machine: string, id: string): Promise<string[]>;
+  events(machine: NameOf<D>, id: string): Promise<string[]>;
   /** Stops the runtime and drops its schema (on the shared in-memory database). */
   stop(): Promise<void>;
 }
