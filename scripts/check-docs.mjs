@@ -12,10 +12,11 @@
 // - An HTML comment right before a block (blank lines between are fine) changes it:
 //     <!-- check: skip (why this is not code) -->       not compiled; the reason is required
 //     <!-- check: prelude declare const t: number; -->   code put before the block (several lines fine)
+//     <!-- check: at machines/ticket.ts -->              the block is that file: other blocks import it
 // - TypeScript blocks are type-checked with tsconfig.json's compiler options (strict);
 //   JavaScript blocks are checked for syntax only. Other fences (sh, json, sql, text) are not read.
 
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
@@ -187,14 +188,21 @@ const blocks = files.flatMap((f) => {
 const checked = blocks.filter((b) => b.skip === null);
 const skipped = blocks.filter((b) => b.skip !== null);
 
-// Each block becomes a virtual module at the repository root (or where `at` says), beside no
-// real file, so its relative imports resolve from there. `map[k]` is the markdown line (and
-// column shift) of the module's line k.
+// Each block becomes a virtual module: at the repository root beside no real file, or, with
+// `at`, that very file (which must not exist), so other blocks can import it. Its relative
+// imports resolve from where it is. `map[k]` is the markdown line (and column shift) of the
+// module's line k.
 const virtual = new Map();
 checked.forEach((b, n) => {
-  const dir = b.at ? path.dirname(path.join(root, b.at)) : root;
-  const base = b.at ? path.basename(b.at).replace(/\.[mc]?[jt]s$/, '') : path.basename(b.file, '.md');
-  const name = path.join(dir, `__docs_${n}_${base.replace(/\W/g, '_')}_${b.fence}.${b.lang === 'ts' ? 'mts' : 'mjs'}`);
+  let name = path.join(root, `__docs_${n}_${path.basename(b.file, '.md').replace(/\W/g, '_')}_${b.fence}.${b.lang === 'ts' ? 'mts' : 'mjs'}`);
+  if (b.at) {
+    const at = path.join(root, b.at);
+    if (/\.m?ts$/.test(at) !== (b.lang === 'ts')) problem(b.file, b.fence, 1, `"check: at ${b.at}" names a ${b.lang === 'ts' ? 'JavaScript' : 'TypeScript'} file for a ${b.lang} block`);
+    else if (existsSync(at)) problem(b.file, b.fence, 1, `"check: at ${b.at}": that file exists in the repository; pick a path that does not`);
+    else if (virtual.has(at)) problem(b.file, b.fence, 1, `"check: at ${b.at}": another block is that file already (${shown(virtual.get(at).block.file)}:${virtual.get(at).block.fence})`);
+    else name = at;
+  }
+  const dir = path.dirname(name);
   const specifier = (from) => {
     if (!path.isAbsolute(from)) return from;
     const rel = path.relative(dir, from).replace(/\.ts$/, '.js').split(path.sep).join('/');
@@ -247,6 +255,16 @@ const fileExists = host.fileExists.bind(host);
 const getSourceFile = host.getSourceFile.bind(host);
 host.readFile = (f) => virtual.get(path.resolve(f))?.source ?? readFile(f);
 host.fileExists = (f) => virtual.has(path.resolve(f)) || fileExists(f);
+// A block `at` a folder that does not exist makes that folder exist, for module resolution.
+const directoryExists = host.directoryExists?.bind(host) ?? ts.sys.directoryExists;
+const dirs = new Set([...virtual.keys()].flatMap((f) => ancestors(path.dirname(f))));
+host.directoryExists = (d) => dirs.has(path.resolve(d)) || directoryExists(d);
+host.realpath = (f) => (virtual.has(path.resolve(f)) ? f : (ts.sys.realpath?.(f) ?? f));
+function ancestors(d) {
+  const out = [];
+  for (let at = d; at.startsWith(root) && !out.includes(at); at = path.dirname(at)) out.push(at);
+  return out;
+}
 host.getSourceFile = (f, lang, ...rest) => {
   const v = virtual.get(path.resolve(f));
   return v ? ts.createSourceFile(f, v.source, lang, true) : getSourceFile(f, lang, ...rest);

@@ -26,12 +26,12 @@ const errorsOf = (stdout: string) =>
     .filter((m) => m !== null)
     .map((m) => [m[1] ?? '', m[2] ?? ''] as const);
 
-describe('check-docs', () => {
-  it('passes a page whose snippets compile, with prelude names, own preludes, `at`, a skip and a js block', async () => {
+describe('check-docs', { timeout: 60_000 }, () => {
+  it("passes a page whose snippets compile: prelude names, a block's own prelude, blocks `at` a file another imports, a skip, a js block", async () => {
     const { code, stdout } = await checkDocs(fixture('right.md'));
     expect(errorsOf(stdout)).toEqual([]);
-    expect(stdout).toContain(`skipped ${fixture('right.md')}:39 (a call signature, not code)`);
-    expect(stdout).toMatch(/check-docs: 5 snippets checked \(4 ts, 1 js\) in 1 file, 1 skipped, 0 errors/);
+    expect(stdout).toContain(`skipped ${fixture('right.md')}:52 (a call signature, not code)`);
+    expect(stdout).toMatch(/check-docs: 7 snippets checked \(6 ts, 1 js\) in 1 file, 1 skipped, 0 errors/);
     expect(code).toBe(0);
   });
 
@@ -62,7 +62,8 @@ describe('check-docs', () => {
       expect.stringContaining('not followed by a ```ts or ```js block'),
     ]);
     expect(errors).toContainEqual([`${file}:${lineOf('check: sikp')}:1`, expect.stringContaining('unknown check comment "sikp"')]);
-    expect(errors).toHaveLength(expected.length + 3);
-    expect(stdout).toMatch(/check-docs: 6 snippets checked \(5 ts, 1 js\) in 1 file, 1 skipped, 8 errors/);
+    expect(errors).toContainEqual([`${file}:${lineOf('check: at machines/order.ts') + 1}:1`, expect.stringContaining('that file exists in the repository')]);
+    expect(errors).toHaveLength(expected.length + 4);
+    expect(stdout).toMatch(/check-docs: 7 snippets checked \(6 ts, 1 js\) in 1 file, 1 skipped, 9 errors/);
   });
 });
