@@ -1,3 +1,6 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { PGlite } from '@electric-sql/pglite';
 import type { Database, QueryResult } from './database.js';
 
@@ -45,4 +48,52 @@ export function pgliteDatabase(db: PGliteLike, owned: boolean): Database {
 export async function openPGlite(dataDir?: string): Promise<PGlite> {
   const { PGlite } = await import('@electric-sql/pglite');
   return PGlite.create(dataDir);
+}
+
+/**
+ * Opens an in-memory PGlite from a saved copy of a freshly initialised cluster when `cacheDir`
+ * holds one, else cold, saving the new cluster there for the next boot. A cold boot is mostly
+ * PGlite's initdb (4-7.5 s here; from the copy 1.4-2.4 s, docs/operations.md), and initdb
+ * writes the same cluster on every boot of one PGlite version, so the copy is keyed by it. A
+ * copy that cannot be read or written only costs the cold boot. `say` hears each step.
+ */
+export async function openCachedPGlite(cacheDir: string, say: (line: string) => void = () => {}): Promise<PGlite> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const started = performance.now();
+  const took = () => `${Math.round(performance.now() - started)} ms`;
+  const file = join(cacheDir, `pglite-${await pgliteVersion()}-initdb.tar.gz`);
+  const saved = await readFile(file).catch(() => null);
+  if (saved) {
+    say('starting the embedded database (PGlite, in memory) from the cluster saved by an earlier run…');
+    try {
+      const db = await PGlite.create({ loadDataDir: new Blob([saved]) });
+      say(`PGlite ready in ${took()}`);
+      return db;
+    } catch {
+      say('the saved cluster did not load; booting cold');
+    }
+  }
+  say('starting the embedded database (PGlite, in memory): its initdb takes a few seconds on the first run…');
+  const db = await PGlite.create();
+  say(`PGlite ready in ${took()}; saving the fresh cluster for the next run`);
+  try {
+    const dump = Buffer.from(await (await db.dumpDataDir('gzip')).arrayBuffer());
+    await mkdir(cacheDir, { recursive: true });
+    const partial = `${file}.${process.pid}`;
+    await writeFile(partial, dump);
+    await rename(partial, file); // whole or not at all, should two boots race
+  } catch {
+    // A read-only or missing cache folder: the next boot is cold too.
+  }
+  return db;
+}
+
+/** The installed PGlite's version, read from its package.json beside its entry point. */
+async function pgliteVersion(): Promise<string> {
+  let dir = dirname(fileURLToPath(import.meta.resolve('@electric-sql/pglite')));
+  for (let i = 0; i < 5; i++, dir = dirname(dir)) {
+    const pkg = await readFile(join(dir, 'package.json'), 'utf8').catch(() => null);
+    if (pkg && (JSON.parse(pkg) as { name?: string }).name === '@electric-sql/pglite') return (JSON.parse(pkg) as { version: string }).version;
+  }
+  return 'unknown';
 }

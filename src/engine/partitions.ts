@@ -40,7 +40,7 @@ export interface PartitionHistoryResult {
  * `retention.history`, keeping what that rule keeps (creation and latest entries, anything
  * unpublished) in the default partition. Idempotent: on a partitioned schema it changes nothing.
  *
- * @example await partitionHistory({ database: process.env.DATABASE_URL, interval: 'day' });
+ * @example await partitionHistory({ database: 'postgres://localhost/app', interval: 'day' });
  */
 export async function partitionHistory(options: PartitionHistoryOptions): Promise<PartitionHistoryResult> {
   if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('partitionHistory() takes an options object');
