@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assign, fromPromise, setup } from 'xstate';
 import { createRuntime, durable, EventNotAcceptedError, InvalidInputError, NotFailedError, type Runtime, SnapshotRestoreError } from '../../src/index.js';
 import { BACKENDS, type TestBackend } from '../helpers/backends.js';
+import { until } from '../helpers/until.js';
 
 // What a user fixes between a failure and its retry: the code the machine calls.
 const fixes = { actionBroken: true, chargeFailuresLeft: 0, chargeInputs: [] as unknown[] };
@@ -111,7 +112,9 @@ describe.each(BACKENDS)('failures and retry() on $name', ({ make }) => {
     await rt.start();
     const failed = await rt.waitFor('flow', 'f-1', { status: 'failed' }, { timeoutMs: 10_000 });
     expect(failed).toMatchObject({ state: 'idle', error: { message: 'risky is broken' } });
-    // One warn line says what failed, where and why.
+    // One warn line says what failed, where and why. It is written just after the commit, and
+    // waitFor() may read the failed row from the database before that.
+    await until(() => warnings.some((w) => w.obj.id === 'f-1'), 'the failure warned');
     expect(warnings.filter((w) => w.obj.id === 'f-1').map((w) => w.obj)).toEqual([
       expect.objectContaining({ machine: 'flow', id: 'f-1', state: 'idle', event: 'go', err: 'risky is broken' }),
     ]);
