@@ -12,6 +12,15 @@ export function pgDatabase(source: string | pg.Pool, logger: Logger): Database {
   // Without an error listener an idle client that loses its connection kills the process.
   const onPoolError = (err: Error) => logger.warn({ err: err.message }, 'drover: idle database client error');
   pool.on('error', onPoolError);
+  // An 'error' event on a pool client with no listener takes the process down: it killed a
+  // node once in the pg_terminate_backend chaos scenario (an 'Unhandled error event' from
+  // pg-protocol; which moment of a client's life had no listener was not pinned down). Every
+  // client of the pool keeps a listener for its whole life, beside pg-pool's own; the query or
+  // transaction in flight still fails with the error.
+  const onConnect = (client: pg.PoolClient) => {
+    client.on('error', () => {});
+  };
+  pool.on('connect', onConnect);
 
   const run = async <R>(client: Pick<pg.Pool, 'query'>, text: string, params?: unknown[]): Promise<QueryResult<R>> => {
     const res = await client.query(text, params as unknown[]);
@@ -112,6 +121,7 @@ export function pgDatabase(source: string | pg.Pool, logger: Logger): Database {
     },
     async close() {
       pool.off('error', onPoolError);
+      pool.off('connect', onConnect);
       if (!owned) return;
       // pool.end() waits for every checked-out client; never let a leaked one hang stop().
       let timer: NodeJS.Timeout | undefined;
