@@ -52,6 +52,7 @@ async function runNode(io: Io, g: GlobalOptions, what: { start: boolean; serve?:
         throw err;
       });
     io.err.write(`drover: HTTP API on ${server.url}/api (OpenAPI: ${server.url}/api/openapi.json)${token ? ', bearer token required' : ''}\n`);
+    io.err.write(`drover: dashboard on ${server.url}/${token ? ' (open it once as /?token=…)' : ''}\n`);
   }
   await runtime.done;
 }
@@ -74,7 +75,7 @@ export function nodeCommands(program: Command, io: Io, run: Cmd): void {
 
   program
     .command('serve')
-    .description('serve the HTTP management API (docs/http.md); --start runs a node in the same process')
+    .description('serve the HTTP management API (docs/http.md) and the dashboard at / (docs/dashboard.md); --start runs a node in the same process')
     .option('--port <port>', 'the port (0: a free one)', integer('--port'), 7070)
     .option('--host <host>', 'the address to bind; other than loopback requires a token', '127.0.0.1')
     .option('--token <token>', 'bearer token for every /api request (default: $DROVER_TOKEN)')

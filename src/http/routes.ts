@@ -3,6 +3,7 @@ import { machineGraph } from '../graph/graph.js';
 import type { RecordStatus } from '../record/step.js';
 import type { RuntimeAccess } from '../runtime/access.js';
 import type { CreateOptions, DroverEvent, Runtime } from '../runtime/types.js';
+import { parseDuration } from '../time.js';
 import { errorResponses } from './errors.js';
 import type { EventStreams } from './events.js';
 import * as S from './schemas.js';
@@ -52,7 +53,7 @@ export function registerRoutes(app: FastifyInstance, runtime: Runtime, access: R
     {
       schema: {
         tags: ['machines'],
-        summary: 'A machine with its state graph (states, nesting, parallel regions, transitions, delays, invokes)',
+        summary: 'A machine with its state graph (states, nesting, parallel regions, transitions, delays, invokes) and SLA budgets per state (seconds)',
         params: S.machineParams,
         querystring: S.machineQuery,
       },
@@ -60,7 +61,9 @@ export function registerRoutes(app: FastifyInstance, runtime: Runtime, access: R
     async (request) => {
       const { machine } = request.params;
       const def = request.query.version === undefined ? registry.latest(machine) : registry.get(machine, request.query.version);
-      return { name: machine, version: def.version, versions: versions.get(machine) ?? [def.version], queue: def.queue, graph: machineGraph(def) };
+      // SLA budgets in seconds, by state (the dashboard colours residency against them).
+      const sla = Object.fromEntries(Object.entries(def.residency).flatMap(([state, r]) => (r.sla === undefined ? [] : [[state, parseDuration(r.sla) / 1000]])));
+      return { name: machine, version: def.version, versions: versions.get(machine) ?? [def.version], queue: def.queue, sla, graph: machineGraph(def) };
     },
   );
 

@@ -7,6 +7,7 @@ import { optionKeys, rejectUnknownKeys } from '../keys.js';
 import { type Logger, silentLogger } from '../log.js';
 import { accessOf } from '../runtime/access.js';
 import type { Runtime } from '../runtime/types.js';
+import { cookieValue, registerDashboard, TOKEN_COOKIE } from './dashboard.js';
 import { errorResponse, errorSchema, sendError } from './errors.js';
 import { EventStreams } from './events.js';
 import { registerRoutes } from './routes.js';
@@ -18,7 +19,11 @@ export interface ServeOptions {
   port?: number;
   /** The address to bind. Default `127.0.0.1`. Any address other than loopback requires `token`. */
   host?: string;
-  /** A bearer token: required off loopback, checked (in constant time) on every `/api/` request when set. */
+  /**
+   * A bearer token: required off loopback, checked (in constant time) on every `/api/` request
+   * when set. The event stream also accepts it from the `drover_token` cookie (the dashboard's
+   * EventSource cannot send headers); the dashboard page and its assets need none.
+   */
   token?: string;
   /** Origins allowed to call the API from a browser (CORS); none by default. `'*'` allows any. */
   cors?: { origin: string | readonly string[] };
@@ -115,7 +120,11 @@ export async function serveHttp(runtime: Runtime, options: ServeOptions = {}, in
     app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
       if (reply.sent || !request.url.startsWith('/api')) return;
       const header = request.headers.authorization;
-      const given = typeof header === 'string' && /^Bearer /i.test(header) ? header.slice(7).trim() : null;
+      let given = typeof header === 'string' && /^Bearer /i.test(header) ? header.slice(7).trim() : null;
+      // EventSource cannot send headers: the event stream (a GET that changes nothing) also
+      // takes the token from the dashboard's cookie. No other route does, so no cross-site
+      // form can act with it.
+      if (given === null && request.method === 'GET' && request.url.split('?')[0] === '/api/events') given = cookieValue(request.headers.cookie, TOKEN_COOKIE);
       // Digests of equal length, compared in constant time: neither the token nor its length leaks.
       if (given === null || !timingSafeEqual(digest(given), token)) {
         return sendError(reply.header('www-authenticate', 'Bearer'), 401, 'UNAUTHORIZED', 'a valid `Authorization: Bearer <token>` header is required');
@@ -142,10 +151,8 @@ export async function serveHttp(runtime: Runtime, options: ServeOptions = {}, in
   });
   registerRoutes(app, runtime, access, streams);
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  // `/` is left for the dashboard.
-  app.get('/', { schema: { hide: true } }, async (_request, reply) =>
-    reply.code(404).type('text/plain; charset=utf-8').send('drover: the HTTP API is under /api/ (the OpenAPI document: /api/openapi.json)\n'),
-  );
+  // The dashboard: its page at `/` and at each of its views' URLs, its bundle under /assets/.
+  registerDashboard(app);
 
   await app.listen({ port, host });
   const address = app.server.address() as AddressInfo;
