@@ -36,7 +36,7 @@ try {
   // The tarball and its file list.
   const [pack] = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
   const files = new Set(pack.files.map((f) => f.path));
-  for (const needed of ['package.json', 'README.md', 'LICENSE', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/db/migrations/001_core.sql', 'dist/dashboard/dashboard.js', 'dist/dashboard/dashboard.css', 'docs/README.md']) {
+  for (const needed of ['package.json', 'README.md', 'LICENSE', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/db/migrations/001_core.sql', 'dist/dashboard/dashboard.js', 'dist/dashboard/dashboard.css', 'dist/dashboard/elk-worker.js', 'docs/README.md']) {
     if (!files.has(needed)) problems.push(`the tarball has no ${needed}`);
   }
   for (const f of files) if (/^(src|test|bench|examples)\//.test(f)) problems.push(`the tarball ships ${f}`);

@@ -1,7 +1,7 @@
 // The statechart's layout: the machine graph of GET /api/machines/:machine as an ELK graph
 // (layered, left to right; compound states hold their children, a parallel state its regions,
 // each transition a labelled edge), laid out by elkjs and flattened to absolute coordinates.
-import ELK, { type ElkExtendedEdge, type ElkNode } from 'elkjs/lib/elk.bundled.js';
+import ELK, { type ElkExtendedEdge, type ElkNode } from 'elkjs/lib/elk-api.js';
 import type { GraphState } from './api.js';
 
 export interface Box {
@@ -109,7 +109,9 @@ function toElk(state: GraphState, edges: ElkExtendedEdge[], parallelChild: boole
   return node;
 }
 
-const elk = new ELK();
+// In a Web Worker (served beside the bundle): a big machine's layout takes a second or more,
+// and the page stays responsive meanwhile.
+const elk = new ELK({ workerUrl: '/assets/elk-worker.js' });
 
 /** Lays the machine out; the root itself is not drawn, its children are the top-level states. */
 export async function layoutMachine(root: GraphState): Promise<Layout> {
@@ -176,4 +178,28 @@ export async function layoutMachine(root: GraphState): Promise<Layout> {
     });
   }
   return { width: out.width ?? 0, height: out.height ?? 0, boxes, edges: laidEdges, initials };
+}
+
+/** A short hash of a string (FNV-1a), to key a cached layout by the graph it was made from. */
+function hash(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(36);
+}
+
+/**
+ * {@link layoutMachine}, kept in sessionStorage by machine, version and graph: reloading or
+ * coming back to a statechart in this tab skips the layout, the slow part of a first render.
+ */
+export async function cachedLayout(machine: string, version: number, root: GraphState): Promise<Layout> {
+  const key = `drover.layout.${machine}.${version}.${hash(JSON.stringify(root))}`;
+  const stored = sessionStorage.getItem(key);
+  if (stored) return JSON.parse(stored) as Layout;
+  const layout = await layoutMachine(root);
+  try {
+    sessionStorage.setItem(key, JSON.stringify(layout));
+  } catch {
+    // Storage full or off: the layout is only a cache.
+  }
+  return layout;
 }

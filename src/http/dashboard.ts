@@ -15,7 +15,7 @@ export const TOKEN_COOKIE = 'drover_token';
 
 interface Asset {
   body: string;
-  /** The body gzipped once (the bundle is ~1.5 MB, ~450 kB gzipped: elkjs is most of it). */
+  /** The body gzipped once (elkjs's layout worker is 1.6 MB, ~450 kB gzipped). */
   gzip: Buffer;
   type: string;
   etag: string;
@@ -31,25 +31,28 @@ const asset = (body: string, type: string): Asset => ({
   etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`,
 });
 
-async function bundle(): Promise<{ js: string; css: string }> {
+type Bundle = { js: string; css: string; worker: string };
+
+async function bundle(): Promise<Bundle> {
   if (FROM_SOURCE) {
     // A computed URL: the build script is repository tooling, not part of the package.
     const script = new URL('../../scripts/build-dashboard.mjs', import.meta.url).href;
-    const { bundleDashboard } = (await import(script)) as { bundleDashboard: (o?: { minify?: boolean }) => Promise<{ js: string; css: string }> };
+    const { bundleDashboard } = (await import(script)) as { bundleDashboard: (o?: { minify?: boolean }) => Promise<Bundle> };
     return bundleDashboard();
   }
   const dir = new URL('../dashboard/', import.meta.url);
-  const [js, css] = await Promise.all([readFile(new URL('dashboard.js', dir), 'utf8'), readFile(new URL('dashboard.css', dir), 'utf8')]);
-  return { js, css };
+  const [js, css, worker] = await Promise.all(['dashboard.js', 'dashboard.css', 'elk-worker.js'].map((f) => readFile(new URL(f, dir), 'utf8')));
+  return { js: js as string, css: css as string, worker: worker as string };
 }
 
 /** The bundle, loaded (or built) once per process; a failure is retried on the next request. */
 function assets(): Promise<Map<string, Asset>> {
   loading ??= bundle().then(
-    ({ js, css }) =>
+    ({ js, css, worker }) =>
       new Map([
         ['/assets/dashboard.js', asset(js, 'text/javascript; charset=utf-8')],
         ['/assets/dashboard.css', asset(css, 'text/css; charset=utf-8')],
+        ['/assets/elk-worker.js', asset(worker, 'text/javascript; charset=utf-8')],
       ]),
     (err: unknown) => {
       loading = undefined;
@@ -91,7 +94,7 @@ export function registerDashboard(app: FastifyInstance): void {
       secure(reply).type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(PAGE),
     );
   }
-  for (const path of ['/assets/dashboard.js', '/assets/dashboard.css']) {
+  for (const path of ['/assets/dashboard.js', '/assets/dashboard.css', '/assets/elk-worker.js']) {
     app.get(path, { schema: { hide: true } }, async (request, reply) => {
       const file = (await assets()).get(path) as Asset;
       secure(reply).header('etag', file.etag).header('cache-control', 'no-cache').header('vary', 'accept-encoding');

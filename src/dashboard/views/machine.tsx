@@ -4,7 +4,7 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { api, follow, type MachineDetail, type Page, type RecordView, type ResidencyRow, type StateCount, type TransitionMessage } from '../api.js';
 import { Chart, type StateFigures } from '../chart.js';
 import { count, date, seconds } from '../format.js';
-import { layoutMachine, type Layout } from '../layout.js';
+import { cachedLayout, type Layout } from '../layout.js';
 import { navigate, paths } from '../router.js';
 import { Badge, ErrorBox, Loading, useData } from '../ui.js';
 
@@ -234,8 +234,12 @@ export function MachineView({ machine, state }: { machine: string; state: string
   const rendered = useRef(false);
   useEffect(() => {
     if (!detail.data) return;
-    layoutMachine(detail.data.graph.root).then(setLayout, setLayoutError);
-  }, [detail.data]);
+    performance.mark('drover:layout-start');
+    cachedLayout(machine, detail.data.version, detail.data.graph.root).then((l) => {
+      performance.measure('drover:layout', 'drover:layout-start');
+      setLayout(l);
+    }, setLayoutError);
+  }, [machine, detail.data]);
   const figures = useMemo(
     () => figuresOf(counts.rows ?? [], residency.data ?? [], detail.data?.sla ?? {}, Date.now()),
     [counts.rows, residency.data, detail.data],
