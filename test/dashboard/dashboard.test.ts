@@ -124,6 +124,11 @@ describe('dashboard', () => {
   });
 
   it('lists the records of a clicked state, and shows a record whose timeline matches history()', async () => {
+    // By keyboard: a state is focusable and Enter selects it.
+    await page.locator('svg.chart [data-state="stale"]').focus();
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/\/machines\/ticket\?state=stale$/);
+    await page.getByText('No records in this state.').waitFor();
     // On its name: the middle of a parallel state is one of its regions.
     await page.locator('svg.chart [data-state="working"] > text.name').click();
     await page.waitForURL(/\/machines\/ticket\?state=working$/);
