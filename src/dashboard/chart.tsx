@@ -45,7 +45,8 @@ function StateBox(props: { box: Box; figures: StateFigures; selected: boolean; o
       class={classes}
       transform={`translate(${box.x},${box.y})`}
       role="button"
-      tabIndex={0}
+      // Lower case: Preact sets SVG props as attributes, and SVG attribute names are case-sensitive.
+      tabindex={0}
       aria-label={label}
       aria-pressed={selected}
       data-state={box.key}

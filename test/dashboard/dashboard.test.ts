@@ -68,6 +68,8 @@ beforeAll(async () => {
   await mkdir(SHOTS, { recursive: true });
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
   page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+  // A step that does not happen fails with what it waited for, before the test's timeout.
+  page.setDefaultTimeout(10_000);
 });
 
 afterAll(async () => {
