@@ -1,7 +1,13 @@
 // The HTTP API as the dashboard sees it: the JSON shapes of docs/http.md, fetch with the
 // bearer token, and the event stream.
 
-export type Status = 'active' | 'done' | 'failed' | 'cancelled';
+import type { GraphState } from '../graph/graph.js';
+import type { RecordStatus } from '../record/step.js';
+
+// What is plain JSON on the wire is the server's own type, as it is.
+export type { GraphState, GraphTransition } from '../graph/graph.js';
+export type { Page } from '../page.js';
+export type Status = RecordStatus;
 
 export interface MachineSummary {
   name: string;
@@ -9,23 +15,6 @@ export interface MachineSummary {
   versions: number[];
   queue: string;
   counts: Record<Status, number>;
-}
-
-export interface GraphTransition {
-  event: string;
-  targets: string[];
-  guard?: string;
-  delay?: string | number;
-}
-
-export interface GraphState {
-  id: string;
-  path: string[];
-  type: 'atomic' | 'compound' | 'parallel' | 'final' | 'history';
-  initial?: string;
-  invokes: string[];
-  transitions: GraphTransition[];
-  states: GraphState[];
 }
 
 export interface MachineDetail {
@@ -83,11 +72,6 @@ export interface HistoryEntry {
   at: string;
   status: Status;
   error?: ErrorInfo | null;
-}
-
-export interface Page<T> {
-  items: T[];
-  next: string | null;
 }
 
 export interface RunRecord {
