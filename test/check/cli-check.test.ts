@@ -1,31 +1,17 @@
-import { spawn } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
+import { runDrover } from '../helpers/cli.js';
 
 // `drover check [dir]`: two runs as a child process (the bin, exit codes, no database), the
 // output of a failing folder in process through runCli.
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const CLEAN = fileURLToPath(new URL('./fixtures/clean', import.meta.url));
 const BROKEN = fileURLToPath(new URL('./fixtures/broken', import.meta.url));
 
 /** `drover ...args` from source, with no database in the environment. */
-function drover(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    for (const k of ['DATABASE_URL', 'DROVER_SCHEMA', 'NO_COLOR', 'FORCE_COLOR']) delete env[k];
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const drover = (args: string[]) => runDrover(args, { DATABASE_URL: undefined, DROVER_SCHEMA: undefined, NO_COLOR: undefined, FORCE_COLOR: undefined });
 
 /** runCli in this process, its output collected. */
 async function inProcess(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -6,6 +6,7 @@ import { type AnyStateMachine, createMachine } from 'xstate';
 import { machineGraph } from '../../src/graph/graph.js';
 import { createRuntime, type DurableMachine, type Runtime } from '../../src/index.js';
 import { DATABASE_URL, postgresBackend, type TestBackend } from '../helpers/backends.js';
+import { type CliResult, MAIN, ROOT, runDrover } from '../helpers/cli.js';
 import { until } from '../helpers/until.js';
 import { register, toggle } from './fixtures/machines/toggle.js';
 
@@ -13,35 +14,15 @@ import { register, toggle } from './fixtures/machines/toggle.js';
 // checked, exit codes checked. A node runs in this process (the fixture machines and its
 // register hook) to step what the CLI stores.
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const MACHINES = fileURLToPath(new URL('./fixtures/machines', import.meta.url));
 const MACHINES_V2 = fileURLToPath(new URL('./fixtures/machines-v2', import.meta.url));
 
 let backend: TestBackend;
 let node: Runtime;
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `drover ...args` from source (tsx) with the test schema; `env` adds or (undefined) removes variables. */
-function drover(args: string[], env: Record<string, string | undefined> = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const merged: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL, DROVER_SCHEMA: backend.schema, NO_COLOR: undefined, FORCE_COLOR: undefined };
-    for (const [k, v] of Object.entries(env)) merged[k] = v;
-    for (const k of Object.keys(merged)) if (merged[k] === undefined) delete merged[k];
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env: merged });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const drover = (args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> =>
+  runDrover(args, { DATABASE_URL, DROVER_SCHEMA: backend.schema, NO_COLOR: undefined, FORCE_COLOR: undefined, ...env });
 
 /** `drover ...args --json` that must succeed: its stdout parsed. */
 async function ok<T = unknown>(args: string[], env?: Record<string, string | undefined>): Promise<T> {
