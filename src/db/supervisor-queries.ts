@@ -79,6 +79,9 @@ export function createSupervisorQueries(schema: string) {
       SELECT ${RUN_COLUMNS} FROM ${s}.runs
       WHERE worker = $1 AND ($2::bigint IS NULL OR ${s}.runs.id < $2::bigint)
       ORDER BY ${s}.runs.id DESC LIMIT $3 OFFSET $4`,
+    // drover/testing: the finished runs recorded after a run id, oldest first; the newest id.
+    runsAfter: `SELECT ${RUN_COLUMNS} FROM ${s}.runs WHERE id > $1::bigint AND status <> 'running' ORDER BY id`,
+    lastRunId: `SELECT coalesce(max(id), 0)::text AS id FROM ${s}.runs`,
     // Housekeeping.
     heartbeat: `
       INSERT INTO ${s}.nodes (id, host, pid, started_at, last_seen, workers) VALUES ($1, $2, $3, $4, $5, $6::jsonb)

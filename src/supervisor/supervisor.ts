@@ -392,6 +392,16 @@ export class Supervisor {
     return { items, next: items.length === limit ? (items[items.length - 1] as RunRecord).id : null };
   }
 
+  /** @internal The id of the newest run record of any worker ('0' when none): where `drover/testing` starts counting runs. */
+  async lastRunId(): Promise<string> {
+    return (await this.deps.db.query<{ id: string }>(this.deps.sql.lastRunId)).rows[0]?.id ?? '0';
+  }
+
+  /** @internal The finished run records of every worker after run id `after`, oldest first. */
+  async runsAfter(after: string): Promise<RunRecord[]> {
+    return (await this.deps.db.query<RunRow>(this.deps.sql.runsAfter, [after])).rows.map(toRun);
+  }
+
   /** The newest run record of a worker or periodic, or null. */
   async lastRun(name: string): Promise<RunRecord | null> {
     return (await this.runs(name, { limit: 1 })).items[0] ?? null;

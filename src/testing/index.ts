@@ -187,14 +187,12 @@ const SETTLE_POLL_MS = 1;
 
 /** Runs the runtime until nothing is due at the test clock's time; see {@link TestRuntime.drain}. */
 async function drainRuntime(access: RuntimeAccess, clock: TestClock, timeoutMs: number): Promise<DrainResult> {
-  const { engine, supervisor, db, schema } = access;
+  const { engine, supervisor } = access;
   const transitions: RanTransition[] = [];
   const off = engine.onCommitted((messages) => {
     for (const m of messages) transitions.push({ machine: m.machine, id: m.id, from: m.from, to: m.to, event: m.event.type, status: m.status, at: m.at });
   });
-  const runsTable = `${quoteSchema(schema)}.runs`;
-  const lastRun = async () => (await db.query<{ id: string }>(`SELECT coalesce(max(id), 0)::text AS id FROM ${runsTable}`)).rows[0]?.id ?? '0';
-  const before = BigInt(await lastRun());
+  const before = await supervisor.lastRunId();
   // Real time, not the test clock: this bounds a drain that never ends, whatever the clock says.
   const deadline = Date.now() + timeoutMs;
   try {
@@ -213,15 +211,6 @@ async function drainRuntime(access: RuntimeAccess, clock: TestClock, timeoutMs: 
   } finally {
     off();
   }
-  const after = await db.query<{ id: string; worker: string }>(
-    `SELECT id::text AS id, worker FROM ${runsTable} WHERE id > $1 AND status <> 'running' ORDER BY id`,
-    [before.toString()],
-  );
-  const runs: RunRecord[] = [];
-  for (const name of new Set(after.rows.map((r) => r.worker))) {
-    const wanted = new Set(after.rows.filter((r) => r.worker === name).map((r) => r.id));
-    runs.push(...(await supervisor.runs(name, { limit: Math.min(1000, wanted.size + 10) })).items.filter((r) => wanted.has(r.id)));
-  }
-  runs.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+  const runs = await supervisor.runsAfter(before);
   return { transitions, runs };
 }
