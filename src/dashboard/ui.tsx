@@ -61,6 +61,12 @@ export function Loading() {
   );
 }
 
+/** What a view shows of data not there yet: its error, or that it is loading (nothing once it has data). */
+export function Pending({ loaded }: { loaded: Pick<Loaded<unknown>, 'data' | 'error'> }) {
+  if (loaded.error) return <ErrorBox error={loaded.error} />;
+  return loaded.data ? null : <Loading />;
+}
+
 export function Badge({ status }: { status: string }) {
   return <span class={`badge badge-${status}`}>{status}</span>;
 }

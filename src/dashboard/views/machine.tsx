@@ -6,7 +6,7 @@ import { Chart, type StateFigures } from '../chart.js';
 import { count, date, seconds } from '../format.js';
 import { cachedLayout, type Layout } from '../layout.js';
 import { navigate, paths } from '../router.js';
-import { Badge, ErrorBox, Loading, useData } from '../ui.js';
+import { Badge, Pending, useData } from '../ui.js';
 
 /** Every dotted prefix of every region of a state string: `a.b,a.c` → a, a.b, a.c. */
 export function statesOf(state: string): Set<string> {
@@ -136,8 +136,7 @@ function RecordsPanel({ machine, state }: { machine: string; state: string }) {
       <h2 id="records-title">
         Records in <code>{state}</code>
       </h2>
-      {page.error && <ErrorBox error={page.error} />}
-      {!page.data && !page.error && <Loading />}
+      <Pending loaded={page} />
       {page.data && page.data.items.length === 0 && <p class="muted">No records in this state.</p>}
       {page.data && page.data.items.length > 0 && (
         <table class="records">
@@ -264,8 +263,7 @@ export function MachineView({ machine, state }: { machine: string; state: string
           {counts.live ? '● live' : '○ connecting…'}
         </p>
       </header>
-      {error && <ErrorBox error={error} />}
-      {!layout && !error && <Loading />}
+      <Pending loaded={{ data: layout, error }} />
       {layout && (
         <>
           <p class="muted hint">Select a state (click, or Tab then Enter) to list its records.</p>

@@ -2,7 +2,7 @@
 import { api, type MachineSummary } from '../api.js';
 import { count } from '../format.js';
 import { paths } from '../router.js';
-import { ErrorBox, Loading, useData } from '../ui.js';
+import { Pending, useData } from '../ui.js';
 
 const STATUSES = ['active', 'done', 'failed', 'cancelled'] as const;
 
@@ -13,8 +13,7 @@ export function MachinesView() {
       <header class="view-header">
         <h1>Machines</h1>
       </header>
-      {machines.error && <ErrorBox error={machines.error} />}
-      {!machines.data && !machines.error && <Loading />}
+      <Pending loaded={machines} />
       {machines.data && machines.data.length === 0 && <p class="muted">No machine is registered on this runtime.</p>}
       {machines.data && machines.data.length > 0 && (
         <table class="machines">

@@ -1,7 +1,7 @@
 // /nodes: the live nodes, from their heartbeats (GET /api/nodes).
 import { api, type NodeInfo } from '../api.js';
 import { ago, date } from '../format.js';
-import { ErrorBox, Loading, useData } from '../ui.js';
+import { Pending, useData } from '../ui.js';
 
 export function NodesView() {
   const nodes = useData(() => api<NodeInfo[]>('/nodes'), [], 5_000);
@@ -10,8 +10,7 @@ export function NodesView() {
       <header class="view-header">
         <h1>Nodes</h1>
       </header>
-      {nodes.error && <ErrorBox error={nodes.error} />}
-      {!nodes.data && !nodes.error && <Loading />}
+      <Pending loaded={nodes} />
       {nodes.data && nodes.data.length === 0 && <p class="muted">No live node: no runtime of this database has sent a heartbeat lately.</p>}
       {nodes.data && nodes.data.length > 0 && (
         <table class="nodes">

@@ -4,7 +4,7 @@ import { useEffect } from 'preact/hooks';
 import { api, follow, type HistoryEntry, type RecordView as Rec } from '../api.js';
 import { date, seconds } from '../format.js';
 import { paths } from '../router.js';
-import { Badge, ConfirmButton, ErrorBox, Loading, useData } from '../ui.js';
+import { Badge, ConfirmButton, ErrorBox, Loading, Pending, useData } from '../ui.js';
 
 function Timeline({ history, record }: { history: HistoryEntry[]; record: Rec }) {
   const now = Date.now();
@@ -69,8 +69,7 @@ export function RecordPage({ machine, id }: { machine: string; id: string }) {
         </h1>
         {r && <Badge status={r.status} />}
       </header>
-      {record.error && <ErrorBox error={record.error} />}
-      {!r && !record.error && <Loading />}
+      <Pending loaded={record} />
       {r && (
         <>
           <dl class="facts">

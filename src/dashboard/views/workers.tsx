@@ -3,7 +3,7 @@
 import { useState } from 'preact/hooks';
 import { api, type FleetWorker, type Page, type RunRecord } from '../api.js';
 import { date } from '../format.js';
-import { Badge, ErrorBox, Loading, useData } from '../ui.js';
+import { Badge, ErrorBox, Loading, Pending, useData } from '../ui.js';
 
 function metric(m: Record<string, unknown> | null): string {
   if (!m) return '–';
@@ -18,8 +18,7 @@ function Runs({ name }: { name: string }) {
   const runs = useData(() => api<Page<RunRecord>>(`/workers/${encodeURIComponent(name)}/runs?${new URLSearchParams({ limit: '10', ...(before ? { before } : {}) })}`), [name, before]);
   return (
     <div class="runs">
-      {runs.error && <ErrorBox error={runs.error} />}
-      {!runs.data && !runs.error && <Loading />}
+      <Pending loaded={runs} />
       {runs.data && runs.data.items.length === 0 && <p class="muted">No run recorded.</p>}
       {runs.data && runs.data.items.length > 0 && (
         <table>
