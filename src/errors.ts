@@ -223,6 +223,18 @@ export class UnstorableValueError extends DroverError {
 }
 
 /**
+ * A step sent an event that cannot be delivered: to a record that does not exist
+ * (`sendToRecord`), `sendParent` from a record that has no parent, or a delayed send to another
+ * record. The sending record fails on that event (a machine error, in its history); nothing of
+ * the step is stored, and `retry()` runs it again once the target exists.
+ */
+export class UndeliverableMessageError extends DroverError {
+  constructor(message: string) {
+    super('UNDELIVERABLE_MESSAGE', message);
+  }
+}
+
+/**
  * The database could not be reached or kept dropping the connection (refused, reset, the
  * server shutting down, no free connection), after drover's own retries. A write that failed
  * this way committed whole or not at all (each is one transaction): when the connection dropped

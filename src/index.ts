@@ -16,6 +16,7 @@ export {
   MigrationChangedError,
   NotFailedError,
   UnmappedStatesError,
+  UndeliverableMessageError,
   UnstorableValueError,
   DatabaseUnavailableError,
   RecordNotFoundError,
@@ -34,6 +35,8 @@ export type { Logger } from './log.js';
 export type { DurableMachine, DurableOptions, JobContext, JobMachine, JobOptions, ResidencyOptions } from './record/durable.js';
 export { cancelJob, defineJob, durable, isDurableMachine, JobCancelledError } from './record/durable.js';
 export { stateString } from './record/state.js';
+export { sendToRecord, type RecordSend } from './record/actors.js';
+export type { EmittedMessage } from './bus/bus.js';
 export { checkMachine, type CheckOptions, type CheckProblem, type CheckProblemKind, type CheckResult } from './check/machine.js';
 export type { RecordStatus } from './record/step.js';
 export type { RuntimeOptions } from './runtime/options.js';

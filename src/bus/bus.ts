@@ -20,6 +20,29 @@ export interface TransitionMessage {
   traceparent?: string | null;
 }
 
+/**
+ * An event a record emitted (XState's `emit()`), committed with its step: what
+ * `runtime.on(machine, type, handler)` receives, and what is published to
+ * `<prefix>.emit.<machine>.<type>` with NATS.
+ */
+export interface EmittedMessage {
+  /** The emitting record's id. */
+  id: string;
+  machine: string;
+  version: number;
+  /** The emitted event as the machine built it. */
+  event: EventObject;
+  /** The record's state after the step that emitted it. */
+  state: string;
+  /** The record's history seq when it emitted it. */
+  seq: number;
+  /** Every context field whose name ends in `_id`, after the step. */
+  ids: Record<string, unknown>;
+  at: Date;
+  /** The `effects` row's id (text): what deduplicates it on NATS. */
+  effectId: string;
+}
+
 /** The messages for a record's committed transitions. */
 export function transitionMessages(id: string, machine: string, version: number, transitions: TransitionRow[]): TransitionMessage[] {
   return transitions.map((t) => ({

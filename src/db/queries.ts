@@ -1,6 +1,7 @@
 import type { TransitionRow } from '../record/step.js';
 import type { Queryable } from './database.js';
 import { quoteSchema } from './database.js';
+import { createActorQueries } from './actor-queries.js';
 
 /** A stored record row, as the claim and `get()` read it. */
 export interface InstanceRow {
@@ -19,6 +20,24 @@ export interface InstanceRow {
   seq: number;
   event_seq: string;
   row_version: number;
+  /** The record's parent and child records; null when it has neither. */
+  links: RecordLinks | null;
+}
+
+/** A child record as its parent's `children` column keeps it, by key. */
+export interface ChildLink {
+  machine: string;
+  id: string;
+  /** How many records this key has started (a key invoked again gets a new record). */
+  n: number;
+  /** Whether it is still the parent's child (not stopped). */
+  live: boolean;
+}
+
+/** A record's place among records: its parent (when it is a child record) and its child records by key. */
+export interface RecordLinks {
+  parent: { machine: string; id: string; key: string } | null;
+  children: Record<string, ChildLink>;
 }
 
 /** A due or running invocation. */
@@ -43,6 +62,7 @@ export interface ClaimedInvocation extends InvocationRow {
   i_entered_at: Date;
   i_timers: unknown;
   i_seq: number;
+  i_links: RecordLinks | null;
   /** Whether the record had inbox events waiting at the claim. */
   i_pending: boolean;
 }
@@ -80,8 +100,12 @@ export function transitionColumns(t: TransitionRow) {
  */
 export const LOCK_TIMEOUT_MS = { claimed: 500, fused: 50, results: 50 } as const;
 
-const INSTANCE_COLUMNS =
-  'machine, id, version, queue, state, snapshot, status, entered_at, wake_at, timers, attempt, error, seq, event_seq::text AS event_seq, row_version';
+/** A record's parent and children as one value (null for most records: no JSON is built for them). */
+const links = (i: string) => `CASE WHEN ${i}parent_id IS NULL AND ${i}children = '{}'::jsonb THEN NULL ELSE jsonb_build_object('parent',
+  CASE WHEN ${i}parent_id IS NULL THEN NULL ELSE jsonb_build_object('machine', ${i}parent_machine, 'id', ${i}parent_id, 'key', ${i}parent_key) END,
+  'children', ${i}children) END`;
+
+const INSTANCE_COLUMNS = `machine, id, version, queue, state, snapshot, status, entered_at, wake_at, timers, attempt, error, seq, event_seq::text AS event_seq, row_version, ${links('')} AS links`;
 
 /**
  * Every statement drover runs, built once per schema. The loop's statements (claims,
@@ -107,7 +131,7 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
       WITH u AS (
         SELECT u.* FROM jsonb_to_recordset($1::jsonb) AS u(machine text, id text, row_version int, state text, status text,
           snapshot jsonb, entered_at timestamptz, wake_at timestamptz, timers jsonb, error jsonb, seq int, event_seq bigint,
-          failure jsonb, attempt int)${
+          failure jsonb, attempt int, children jsonb)${
             skipLocked
               ? `
         JOIN (SELECT i.machine, i.id FROM ${s}.instances i JOIN jsonb_to_recordset($1::jsonb) AS k(machine text, id text)
@@ -121,6 +145,7 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
           -- A retried record (failed before) leaves its old error behind.
           error = CASE WHEN i.status = 'failed' THEN u.error ELSE COALESCE(u.error, i.error) END,
           seq = u.seq, failure = CASE WHEN u.status = 'failed' THEN u.failure END, attempt = COALESCE(u.attempt, i.attempt),
+          children = COALESCE(u.children, i.children),
           wake_at = CASE WHEN u.status <> 'active' THEN NULL WHEN i.event_seq > u.event_seq THEN $2::timestamptz ELSE u.wake_at END,
           locked_by = NULL, locked_until = NULL, row_version = i.row_version + 1, updated_at = $2::timestamptz
         FROM u
@@ -299,7 +324,7 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
       UPDATE ${s}.instances i SET locked_by = $4, locked_until = $5
       FROM due WHERE i.machine = due.machine AND i.id = due.id
       RETURNING i.machine, i.id, i.version, i.queue, i.state, i.snapshot, i.status, i.entered_at, i.wake_at, i.timers,
-                i.attempt, i.error, i.seq, i.event_seq::text AS event_seq, i.row_version`,
+                i.attempt, i.error, i.seq, i.event_seq::text AS event_seq, i.row_version, ${links('i.')} AS links`,
     // The idle poll: when the queue next has work, in one round trip. instances_due serves the
     // first; the second reads invocations_due's range of the queue (index only). An index on
     // (queue, locked_until) would serve it better, but the planner then sorts every due
@@ -342,6 +367,7 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
       RETURNING v.machine, v.instance_id, v.invoke_id, v.token, v.version, v.src, v.input, v.attempt,
                 i.row_version AS i_row_version, i.event_seq::text AS i_event_seq, i.snapshot AS i_snapshot,
                 i.state AS i_state, i.status AS i_status, i.entered_at AS i_entered_at, i.timers AS i_timers, i.seq AS i_seq,
+                ${links('i.')} AS i_links,
                 EXISTS (SELECT 1 FROM ${s}.events e WHERE e.machine = v.machine AND e.instance_id = v.instance_id) AS i_pending`,
     heartbeatInvocations: `
       UPDATE ${s}.invocations v SET locked_until = $1
@@ -379,6 +405,8 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
   };
 
   return {
+    /** What records as actors write beside a step (child records, messages, effects). */
+    actors: createActorQueries(schema, options),
     channel,
     /** The schema, validated and quoted. */
     schema: s,
@@ -553,6 +581,8 @@ export interface PersistedInstance {
   failure: StoredFailure | null;
   /** Failed attempts of the record's invocation, when the step learned it (null: unchanged). */
   attempt: number | null;
+  /** Its child records by key, when the step changed them (null: unchanged). */
+  children?: Record<string, ChildLink> | null;
 }
 
 /**

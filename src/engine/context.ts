@@ -1,4 +1,4 @@
-import type { TransitionMessage } from '../bus/bus.js';
+import type { EmittedMessage, TransitionMessage } from '../bus/bus.js';
 import type { Database } from '../db/database.js';
 import type { Queries } from '../db/queries.js';
 import type { Logger } from '../log.js';
@@ -38,6 +38,8 @@ export interface EngineDeps {
 export interface EngineContext extends EngineDeps {
   /** Every commit of this node that changed records goes through here: the bus, the relay, the waiters. */
   commits: Commits;
+  /** A commit gave records of these queues work now (child records, messages): their pollers here look, other nodes are told. */
+  wakeQueues?: (queues: string[]) => void;
 }
 
 /** The engine's one commit hook: whoever needs to know about committed transitions listens here. */
@@ -52,5 +54,18 @@ export class Commits {
 
   emit(messages: TransitionMessage[]): void {
     for (const listener of [...this.listeners]) listener(messages);
+  }
+
+  private readonly emittedListeners = new Set<(events: EmittedMessage[]) => void>();
+
+  /** Calls `listener` after every commit of this node whose steps emitted events (`emit()`), with them in order. */
+  onEmitted(listener: (events: EmittedMessage[]) => void): () => void {
+    this.emittedListeners.add(listener);
+    return () => this.emittedListeners.delete(listener);
+  }
+
+  emitted(events: EmittedMessage[]): void {
+    if (events.length === 0) return;
+    for (const listener of [...this.emittedListeners]) listener(events);
   }
 }

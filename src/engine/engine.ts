@@ -11,6 +11,7 @@ import {
   MachineDefinitionError,
   RecordNotFoundError,
   SnapshotRestoreError,
+  UndeliverableMessageError,
 } from '../errors.js';
 import { captureTraceparent } from '../otel/telemetry.js';
 import { jsonProblem } from '../record/check.js';
@@ -19,12 +20,14 @@ import { validateInput } from '../record/input.js';
 import { checkLookup, checkNewId, checkText, DEFAULT_MAX_PAYLOAD, serialised, serialisedEvent } from '../record/payload.js';
 import { restoreSnapshot } from '../record/state.js';
 import { contextIds, initialStep, nextWake } from '../record/step.js';
+import { type ActorPlan, type ActorStep, type ActorWrite, actorsCommitted, deliverableFor, emptyPlan, planActors, recordTargets, writeActors } from './actors.js';
 import { Commits, type EngineContext, type EngineDeps } from './context.js';
 
 export type { EngineDeps } from './context.js';
 import { Invoker } from './invoker.js';
 import { QueuePoller } from './poller.js';
 import { prepareRetry, type RetryOptions } from './retry.js';
+import { recordKey } from './records.js';
 import { StepWriter } from './steps.js';
 
 /** One record of `createMany()`. */
@@ -83,6 +86,14 @@ const INT4_MAX = 2_147_483_647;
 /** Records per statement of `createMany()`. */
 const CREATE_CHUNK = 1000;
 
+/** Thrown inside createMany()'s single-statement write when a record needs actor rows: it is written again in a transaction. */
+const NEEDS_TRANSACTION = new Error('drover: createMany needs a transaction');
+
+/** Whether a step wrote anything beside its record (child records, messages, emitted events). */
+function hasActorEffects(out: ReturnType<typeof initialStep>): boolean {
+  return out.childStarts.length + out.messages.length + out.emitted.length > 0;
+}
+
 /**
  * The data path: the writes of create/send/cancel, the queue pollers and the invoker, the
  * wake-ups (this node's commits, NOTIFY and bus notices from other nodes, freed invocation
@@ -97,7 +108,16 @@ export class Engine {
   private unlisten: (() => Promise<void>) | undefined;
 
   constructor(private readonly deps: EngineDeps) {
-    this.ctx = { ...deps, commits: this.commits };
+    this.ctx = {
+      ...deps,
+      commits: this.commits,
+      wakeQueues: (queues) => {
+        for (const queue of queues) {
+          this.pollers.get(queue)?.peerWork(null);
+          this.deps.announceWork(queue, null);
+        }
+      },
+    };
     this.invoker = new Invoker(this.ctx, {
       fuse: (queue, row, event) => this.pollers.get(queue)?.fuse(row, event) ?? false,
       inboxed: (queue) => this.pollers.get(queue)?.wake(),
@@ -190,7 +210,8 @@ export class Engine {
     const start = Math.max(now, runAt);
     let out: ReturnType<typeof initialStep>;
     try {
-      out = initialStep(def, item.input, now, start, captureTraceparent());
+      // A new record has no parent: a sendParent in its initial state fails it.
+      out = initialStep(def, item.input, now, start, captureTraceparent(), { deliverable: deliverableFor(null) });
     } catch (err) {
       throw new InvalidInputError(def.name, [{ message: errorMessage(err), path: [] }], { cause: err });
     }
@@ -245,6 +266,8 @@ export class Engine {
     const now = this.deps.clock.now();
     const { created, row } = this.prepareCreate(def, item, now);
     const { queries } = this.deps;
+    const actors = await this.createdActors([{ machine: def.name, id: created.id, version: def.version, out: created.out }], now);
+    let written: ActorWrite | undefined;
     const run = async (q: Queryable) => {
       const inserted = await queries.createInstance(q, {
         ...row,
@@ -256,7 +279,10 @@ export class Engine {
         // transaction commits later, so then every node (this one too) is notified.
         notify: { node: tx ? '' : this.deps.node, at: laterThan(now, created.wake) },
       });
-      if (inserted) return;
+      if (inserted) {
+        if (actors) written = await this.writeCreatedActors(q, actors, now);
+        return;
+      }
       const exists = await q.query(queries.sql.instanceExists, [def.name, created.id]);
       throw exists.rowCount > 0
         ? new DuplicateRecordError(def.name, 'id', created.id)
@@ -264,8 +290,8 @@ export class Engine {
     };
     if (tx) await run(adoptTransaction(tx));
     else {
-      await withRetry(() => run(this.deps.db));
-      this.created(def, [created]);
+      await withRetry(() => (actors ? this.deps.db.transaction(run) : run(this.deps.db)));
+      this.created(def, [created], written);
     }
     return created;
   }
@@ -292,16 +318,19 @@ export class Engine {
     let prepared: Array<{ created: Created; row: NewInstance }> = [];
     // Chunk by chunk: the next chunk's initial transitions run while the last one is written.
     // More than one chunk runs in one transaction, so a failure anywhere stores nothing.
-    const write = async (q: Queryable) => {
+    // `single`: one statement outside any transaction, which is atomic only without actor rows.
+    const write = async (q: Queryable, single = false) => {
       const now = this.deps.clock.now();
       prepared = [];
       const ids = new Set<string>();
       const keys = new Set<string>();
       let writing: Promise<unknown> | undefined;
+      written = undefined;
       try {
         for (let i = 0; i < items.length; i += CREATE_CHUNK) {
           const chunk = items.slice(i, i + CREATE_CHUNK).map((item, k) => this.prepareItem(def, item, i + k, now, ids, keys));
           prepared.push(...chunk);
+          if (single && chunk.some((p) => hasActorEffects(p.created.out))) throw NEEDS_TRANSACTION;
           const insert = this.deps.queries.createInstances(q, {
             machine: def.name,
             version: def.version,
@@ -315,11 +344,17 @@ export class Engine {
           writing = insert;
         }
         await writing;
+        const actors = await this.createdActors(
+          prepared.map((p) => ({ machine: def.name, id: p.created.id, version: def.version, out: p.created.out })),
+          now,
+        );
+        if (actors) written = await this.writeCreatedActors(q, actors, now);
       } catch (err) {
         await writing?.catch(() => {});
         throw err;
       }
     };
+    let written: ActorWrite | undefined;
     try {
       if (tx) {
         const q = adoptTransaction(tx);
@@ -332,7 +367,11 @@ export class Engine {
         }
         await q.query('RELEASE SAVEPOINT drover_create_many');
       } else if (items.length <= CREATE_CHUNK) {
-        await withRetry(() => write(this.deps.db)); // one statement: atomic on its own
+        // One statement, atomic on its own; records that start child records or send need a transaction.
+        await withRetry(() => write(this.deps.db, true)).catch((err: unknown) => {
+          if (err !== NEEDS_TRANSACTION) throw err;
+          return withRetry(() => this.deps.db.transaction(write));
+        });
       } else {
         await withRetry(() => this.deps.db.transaction(write));
       }
@@ -340,8 +379,34 @@ export class Engine {
       throw await this.duplicateError(def, prepared, err);
     }
     const created = prepared.map((p) => p.created);
-    if (!tx) this.created(def, created);
+    if (!tx) this.created(def, created, written);
     return created;
+  }
+
+  /**
+   * The actor plan of new records (child records their initial states start, messages,
+   * emits), or undefined when they have none. A `sendToRecord` to a record that does not
+   * exist is refused before anything is written.
+   */
+  private async createdActors(records: ActorStep[], now: number): Promise<ActorPlan | undefined> {
+    const targets = records.flatMap((r) => recordTargets(r.out));
+    if (targets.length > 0) {
+      const found = new Set((await this.deps.queries.actors.existing(this.deps.db, targets)).map((r) => recordKey(r.machine, r.id)));
+      const missing = targets.find((t) => !found.has(recordKey(t.machine, t.id)));
+      if (missing) throw new UndeliverableMessageError(`sendToRecord: machine "${missing.machine}" has no record "${missing.id}" (sent by the initial state of a new record)`);
+    }
+    const plan = planActors(this.ctx, records, now);
+    return emptyPlan(plan) ? undefined : plan;
+  }
+
+  /** Writes new records' actor plan in their transaction. */
+  private async writeCreatedActors(q: Queryable, plan: ActorPlan, now: number): Promise<ActorWrite> {
+    const links = [...plan.links].map(([key, children]) => {
+      const [machine, id] = key.split('\u0000') as [string, string];
+      return { machine, id, children };
+    });
+    if (links.length > 0) await this.deps.queries.actors.setChildren(q, links);
+    return writeActors(this.ctx, q, plan, now);
   }
 
   /** One item of createMany(): checked, its initial transition run, and not a duplicate of an earlier item. */
@@ -386,9 +451,10 @@ export class Engine {
   }
 
   /** After this node committed new records: its poller looks when their work is due, other nodes are told, listeners hear of it. */
-  private created(def: DurableMachine, records: Created[]): void {
+  private created(def: DurableMachine, records: Created[], actors?: ActorWrite): void {
     const poller = this.pollers.get(def.queue);
     const messages: TransitionMessage[] = [];
+    if (actors) messages.push(...actorsCommitted(this.ctx, actors, (machine, id) => this.invoker.abortRecord(machine, id)));
     for (const r of records) {
       if (r.wake !== null && poller) {
         if (r.out.spawns.size > 0 && r.out.status === 'active') poller.invocationsDue(laterThan(r.now, r.wake));

@@ -1,5 +1,5 @@
 import type { EventObject } from 'xstate';
-import type { EventRow } from '../db/queries.js';
+import type { EventRow, RecordLinks } from '../db/queries.js';
 import type { DurableMachine } from '../record/durable.js';
 import { restoreSnapshot } from '../record/state.js';
 import type { RecordState, RecordStatus, StepItem, StepOutcome, Timer } from '../record/step.js';
@@ -15,6 +15,8 @@ export interface StepTarget {
   def: DurableMachine;
   rowVersion: number;
   eventSeq: string;
+  /** Its parent and child records (null or absent: neither). */
+  links?: RecordLinks | null;
 }
 
 /** A folded step waiting to be persisted. */
@@ -26,6 +28,8 @@ export interface PendingStep extends StepTarget {
   reserved: Map<string, boolean>;
   /** Failed attempts of the record's invocation, when the step folds its final error (what `get().attempt` shows). */
   failedAttempt?: number | null;
+  /** Folds the step again with `sendToRecord` targets found missing (record keys): the record fails on the event that sent to one. */
+  refold?: (missing: ReadonlySet<string>) => StepOutcome;
   /** Called when the step did not commit. */
   onDiscard?: () => void;
   /** When the record entered the state it was in before the step (a `drover.state` span starts there). */

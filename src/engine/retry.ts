@@ -2,6 +2,7 @@ import type { StoredFailure } from '../db/queries.js';
 import { NotFailedError, RecordNotFoundError, SnapshotRestoreError } from '../errors.js';
 import type { DurableMachine } from '../record/durable.js';
 import { restoreSnapshot, stateString } from '../record/state.js';
+import { deliverableFor } from './actors.js';
 import { type RecordState, retryStep, type StepItem, type Timer } from '../record/step.js';
 import type { EngineContext } from './context.js';
 import { type PendingStep, reviveEvent } from './records.js';
@@ -54,14 +55,18 @@ export async function prepareRetry(ctx: EngineContext, machine: string, id: stri
       ? [{ kind: 'event', eventId: '', event: reviveEvent(failure.event), at: now }]
       : [];
   const event = { type: 'drover.retry', ...(skipEvent ? { skipEvent: true } : {}) };
-  const out = retryStep(def, record, row.state, event, items, now);
-  out.consumedEventIds = []; // the failed event is applied from the failure, not the inbox
-  if (invocation !== undefined && !skipEvent && out.status === 'active') {
-    // The child as XState made it when the state was entered: its logic and input.
-    const child = (record.snapshot.children as Record<string, { src?: unknown; getSnapshot?: () => { input?: unknown } }>)[invocation];
-    const src = typeof child?.src === 'string' ? child.src : undefined;
-    if (src !== undefined) out.spawns.set(invocation, { id: invocation, src, input: child?.getSnapshot?.().input });
-  }
+  const fold = (missing?: ReadonlySet<string>) => {
+    const out = retryStep(def, record, row.state, event, items, now, { deliverable: deliverableFor(row.links, missing) });
+    out.consumedEventIds = []; // the failed event is applied from the failure, not the inbox
+    if (invocation !== undefined && !skipEvent && out.status === 'active') {
+      // The child as XState made it when the state was entered: its logic and input.
+      const child = (record.snapshot.children as Record<string, { src?: unknown; getSnapshot?: () => { input?: unknown } }>)[invocation];
+      const src = typeof child?.src === 'string' ? child.src : undefined;
+      if (src !== undefined) out.spawns.set(invocation, { id: invocation, src, input: child?.getSnapshot?.().input });
+    }
+    return out;
+  };
+  const out = fold();
   return {
     def,
     step: {
@@ -70,6 +75,8 @@ export async function prepareRetry(ctx: EngineContext, machine: string, id: stri
       version: row.version,
       def,
       rowVersion: row.row_version,
+      links: row.links,
+      refold: fold,
       // Events that waited behind the failed one make the record due at once.
       eventSeq: row.pending ? '-1' : row.event_seq,
       children: [],

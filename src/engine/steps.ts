@@ -13,6 +13,7 @@ import {
 import { errorMessage, serializeError, UnstorableValueError } from '../errors.js';
 import type { DurableMachine } from '../record/durable.js';
 import { foldStep, nextWake, type RecordState, type Spawn, type StepItem } from '../record/step.js';
+import { type ActorWrite, actorsCommitted, committedPart, deliverableFor, emptyPlan, planActors, recordTargets, writeActors } from './actors.js';
 import type { EngineContext } from './context.js';
 import { failedAttempts, type Invoker } from './invoker.js';
 import { type CachedRecord, type PendingStep, type RawRecord, recordKey, reviveEvent, type StepTarget, toRecordState } from './records.js';
@@ -78,6 +79,7 @@ export class StepWriter {
       id: row.instance_id,
       version: row.version,
       def,
+      links: row.i_links,
       rowVersion: row.i_row_version,
       eventSeq: row.i_event_seq,
       raw: { snapshot: row.i_snapshot, state: row.i_state, status: row.i_status, entered_at: row.i_entered_at, timers: row.i_timers, seq: row.i_seq },
@@ -148,7 +150,8 @@ export class StepWriter {
 
   /** Folds items into a record and reserves invocation slots for what it spawns. */
   prepare(target: StepTarget, record: RecordState, items: StepItem[], now: number): PendingStep {
-    const out = foldStep(target.def, record, items, now);
+    const fold = (missing?: ReadonlySet<string>) => foldStep(target.def, record, items, now, { deliverable: deliverableFor(target.links, missing) });
+    const out = fold();
     for (const ignored of out.ignored) {
       this.ctx.logger.debug(
         { machine: target.machine, id: target.id, event: ignored.type, state: out.state },
@@ -164,6 +167,8 @@ export class StepWriter {
       def: target.def,
       rowVersion: target.rowVersion,
       eventSeq: target.eventSeq,
+      links: target.links ?? null,
+      refold: fold,
       children: Object.keys((record.snapshot as { children?: object }).children ?? {}),
       out,
       reserved,
@@ -178,6 +183,10 @@ export class StepWriter {
    */
   async commitSteps(steps: PendingStep[], now: number, options: { isolate?: boolean; lockTimeoutMs?: number } = {}): Promise<number> {
     const { ctx } = this;
+    steps = await this.checkTargets(steps);
+    if (steps.length === 0) return 0;
+    // What the steps write beside their records (child records, messages, effects), in the same transaction.
+    const plan = planActors(ctx, steps, now);
     const tokens = new Map<Spawn, string>();
     const instances: PersistedInstance[] = [];
     const transitions = [];
@@ -212,6 +221,7 @@ export class StepWriter {
           : null,
         // A new invocation starts with no failed attempts.
         attempt: failedAttempt ?? (out.spawns.size > 0 ? 0 : null),
+        children: plan.links.get(recordKey(machine, id)) ?? null,
       });
       for (const t of out.transitions) transitions.push({ machine, instance_id: id, ...transitionColumns(t) });
       for (const eventId of out.consumedEventIds) consumed.push({ machine, instance_id: id, id: eventId });
@@ -235,20 +245,29 @@ export class StepWriter {
     }
 
     let persisted: Array<{ machine: string; id: string; event_seq: string }>;
+    let actors: ActorWrite | undefined;
     // Whether rows that another session holds locked were left out of the write.
     let skippedLocked = false;
     try {
       const lockTimeoutMs = options.lockTimeoutMs ?? LOCK_TIMEOUT_MS.claimed;
       const batch = { now: new Date(now), instances, transitions, consumed, stops, spawns, lockTimeoutMs };
+      const write = async (skipLocked: boolean) => {
+        if (emptyPlan(plan)) return { persisted: await ctx.queries.persistSteps(ctx.db, { ...batch, skipLocked }), actors: undefined };
+        return ctx.db.transaction(async (tx) => {
+          const rows = await ctx.queries.persistSteps(tx, { ...batch, skipLocked });
+          const done = new Set(rows.map((r) => recordKey(r.machine, r.id)));
+          return { persisted: rows, actors: await writeActors(ctx, tx, committedPart(plan, (root) => done.has(root)), now) };
+        });
+      };
       try {
-        persisted = await ctx.queries.persistSteps(ctx.db, batch);
+        ({ persisted, actors } = await write(false));
       } catch (err) {
         if (!isLockTimeout(err)) throw err;
         // A row stayed locked by another session (idle in a transaction that holds it FOR
         // UPDATE): commit the rest without it; the lease of a row left out runs out, and the
         // claim (SKIP LOCKED) takes it again once the other session lets go.
         skippedLocked = true;
-        persisted = await ctx.queries.persistSteps(ctx.db, { ...batch, skipLocked: true });
+        ({ persisted, actors } = await write(true));
       }
     } catch (err) {
       // Nothing was stored. A value the database refuses is one record's: split the batch to
@@ -325,6 +344,7 @@ export class StepWriter {
           def: step.def,
           rowVersion: step.rowVersion + 1,
           eventSeq: committed.get(key) as string,
+          links: plan.links.has(key) ? { parent: step.links?.parent ?? null, children: plan.links.get(key) ?? {} } : (step.links ?? null),
           record: { snapshot: out.snapshot, state: out.state, status: out.status, enteredAt: out.enteredAt, timers: out.timers, seq: out.seq },
         });
       } else {
@@ -341,9 +361,42 @@ export class StepWriter {
       ctx.telemetry.stateSpans(machine, version, id, step.enteredBefore, out.transitions);
       ctx.inspector?.stepped(step.def, id, out);
     }
+    if (actors) messages.push(...actorsCommitted(ctx, actors, (machine, id) => this.invoker.abortRecord(machine, id)));
     if (messages.length > 0) ctx.commits.emit(messages);
     if (wakeInvocations) this.hooks.invocationsLeft();
     return committed.size;
+  }
+
+  /**
+   * The `sendToRecord` targets of the steps that do not exist fail their senders: each such
+   * step is folded again, failing on the event that sent to one. A fused step goes back to the
+   * inbox path instead (its claim folds it with the check).
+   */
+  private async checkTargets(steps: PendingStep[]): Promise<PendingStep[]> {
+    const targets = steps.flatMap((step) => recordTargets(step.out));
+    if (targets.length === 0) return steps;
+    const found = await this.ctx.queries.actors.existing(this.ctx.db, targets);
+    const known = new Set(found.map((r) => recordKey(r.machine, r.id)));
+    const missing = new Set(targets.map((t) => recordKey(t.machine, t.id)).filter((k) => !known.has(k)));
+    if (missing.size === 0) return steps;
+    const kept: PendingStep[] = [];
+    for (const step of steps) {
+      if (!recordTargets(step.out).some((t) => missing.has(recordKey(t.machine, t.id)))) {
+        kept.push(step);
+        continue;
+      }
+      for (const mine of step.reserved.values()) if (mine) this.invoker.unreserve();
+      if (step.onDiscard || !step.refold) {
+        this.cache.delete(recordKey(step.machine, step.id));
+        step.onDiscard?.();
+        continue;
+      }
+      const out = step.refold(missing);
+      const reserved = new Map<string, boolean>();
+      for (const id of out.spawns.keys()) reserved.set(id, this.invoker.reserve());
+      kept.push({ ...step, out, reserved });
+    }
+    return kept;
   }
 
   /**

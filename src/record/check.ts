@@ -75,6 +75,14 @@ export function checkDefinition(machine: AnyStateMachine): void {
       );
     }
     const kind = logicKind(logic);
+    if (kind === 'machine') {
+      // A child machine becomes a record of its own, named by its id.
+      const id = (logic as { id?: unknown }).id;
+      if (typeof id === 'string' && /^[A-Za-z0-9_-]+$/.test(id) && id !== '(machine)') return;
+      throw new MachineDefinitionError(
+        `${where(node)}: ${what} "${src}" is a child machine without an id of letters, digits, "_" or "-" (got ${JSON.stringify(id)}): its records are named by it; give it one: createMachine({ id: 'shipment', … })`,
+      );
+    }
     if (kind !== 'promise') throw new MachineDefinitionError(`${where(node)}: ${what} "${src}" is ${NOT_DURABLE[kind]}`);
   };
 
@@ -115,15 +123,13 @@ export function checkDefinition(machine: AnyStateMachine): void {
   }
 }
 
-const NOT_DURABLE: Record<Exclude<LogicKind, 'promise'>, string> = {
+const NOT_DURABLE: Record<Exclude<LogicKind, 'promise' | 'machine'>, string> = {
   callback:
     'a callback actor (fromCallback): it would run in memory only, and a restart or another node loses it with its sendBack events; do the work in a fromPromise actor, whose result comes back to the record as an event',
   observable:
     'an observable actor (fromObservable / fromEventObservable): it would run in memory only, and a restart loses its subscription and what it emits; poll in a fromPromise actor with an after timer, or send events to the record with runtime.send()',
   transition:
     'a transition actor (fromTransition): its state would live in memory only and be lost on restart; keep that state in the machine context with assign()',
-  machine:
-    'a child machine: it would run in memory only (records cannot invoke records yet); move its states into this machine, or create it as its own record with runtime.create() from a fromPromise actor',
   unknown: 'not promise logic made with fromPromise(), the only invoked logic drover runs durably; wrap the work in fromPromise()',
 };
 

@@ -1,3 +1,4 @@
+import { parentRef } from './actors.js';
 import { type AnyActorScope, type AnyMachineSnapshot, type AnyStateMachine, createActor, type EventObject, initialTransition, transition } from 'xstate';
 
 // XState's pure `transition()` and `initialTransition()` build a new inert actor scope on
@@ -22,7 +23,8 @@ const SYSTEM_ID_CLASH = /system ID/i;
 function scopeOf(machine: AnyStateMachine): Scope {
   let s = scopes.get(machine);
   if (!s) {
-    const self = createActor(machine);
+    // Every record has a parent here, so `sendParent` resolves (see parentRef).
+    const self = createActor(machine, { parent: parentRef() });
     const entry: Scope = { scope: undefined as never, actions: [], own: true };
     entry.scope = {
       self,

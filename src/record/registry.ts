@@ -1,5 +1,33 @@
 import { InvalidArgumentError, UnknownMachineError, UnknownVersionError } from '../errors.js';
-import type { DurableMachine } from './durable.js';
+import { isMachineLogic } from './actors.js';
+import { type DurableMachine, durable } from './durable.js';
+
+/**
+ * `machines` with the child machines they invoke or spawn (their `setup({ actors })` entries
+ * that are machines, at any depth) that no machine of that name stands for: those are
+ * registered as `durable(child)` with the defaults, so a child record can be stored and run.
+ * Register a child machine yourself to give it options (a queue, a version, retries).
+ */
+export function withChildMachines(machines: readonly DurableMachine[]): DurableMachine[] {
+  const all = [...machines];
+  const names = new Set(all.map((m) => m.name));
+  for (let i = 0; i < all.length; i++) {
+    const actors = ((all[i] as DurableMachine).machine.implementations?.actors ?? {}) as Record<string, unknown>;
+    for (const logic of Object.values(actors)) {
+      if (!isMachineLogic(logic) || names.has(logic.id)) continue;
+      // A child that durable() refuses (no id) is left out: starting it fails the parent's invoke with the reason.
+      let child: DurableMachine;
+      try {
+        child = durable(logic) as unknown as DurableMachine;
+      } catch {
+        continue;
+      }
+      names.add(child.name);
+      all.push(child);
+    }
+  }
+  return all;
+}
 
 /** The machines a runtime knows, by name and version. */
 export class MachineRegistry {

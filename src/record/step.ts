@@ -1,5 +1,11 @@
 import type { AnyMachineSnapshot, EventObject } from 'xstate';
-import { serializeError, UnstorableValueError } from '../errors.js';
+import { serializeError, UndeliverableMessageError, UnstorableValueError } from '../errors.js';
+import { type ChildStart, isMachineLogic, isParentRef, isSendToRecord, type Message, type MessageTarget } from './actors.js';
+
+/** How a fold learns whether a message can be delivered: an error fails the record on the event that sent it. */
+export interface FoldOptions {
+  deliverable?: (to: MessageTarget, event: EventObject) => Error | undefined;
+}
 import { storageProblem } from './check.js';
 import type { DurableMachine } from './durable.js';
 import { pureInitialTransition, pureTransition } from './pure.js';
@@ -84,7 +90,14 @@ export interface StepOutcome extends RecordState {
   spawns: Map<string, Spawn>;
   /** Invocations to stop (a restarted invocation is in both `stops` and `spawns`). */
   stops: Set<string>;
-  emitted: EventObject[];
+  /** Events the machine emitted (`emit()`), with its history seq at the time. */
+  emitted: Array<{ event: EventObject; seq: number }>;
+  /** Child machines invoked or spawned, in order: each becomes a child record. */
+  childStarts: ChildStart[];
+  /** Keys of child machines stopped (their records are cancelled). */
+  childStops: string[];
+  /** Events sent to other records, in order. */
+  messages: Message[];
   /** Events the record could not take; they are consumed and dropped. */
   ignored: EventObject[];
   consumedEventIds: string[];
@@ -102,7 +115,7 @@ export function nextWake(out: Pick<StepOutcome, 'status' | 'timers'>): number | 
 }
 
 /** The first step of a new record: XState's initial transition and its effects. */
-export function initialStep(def: DurableMachine, input: unknown, now: number, timerBase = now, traceparent?: string): StepOutcome {
+export function initialStep(def: DurableMachine, input: unknown, now: number, timerBase = now, traceparent?: string, options: FoldOptions = {}): StepOutcome {
   const out = emptyOutcome({ snapshot: undefined as never, state: '', status: 'active', enteredAt: now, timers: [], seq: 0 });
   if (traceparent) out.cause = traceparent;
   const init: EventObject = { type: 'xstate.init' };
@@ -117,7 +130,8 @@ export function initialStep(def: DurableMachine, input: unknown, now: number, ti
   out.snapshot = snapshot;
   out.state = stateString(snapshot.value, def.machine);
   const queue: EventObject[] = [];
-  const failure = applyActions(out, actions, timerBase, queue);
+  const failure = applyActions(out, actions, timerBase, queue, snapshot, options);
+  if (failure === undefined) childChanges(out, undefined, snapshot);
   out.transitions.push({
     seq: 1,
     from: null,
@@ -131,7 +145,7 @@ export function initialStep(def: DurableMachine, input: unknown, now: number, ti
   out.seq = 1;
   settle(out, snapshot, init, now, failure);
   out.folded.push({ event: init, snapshot: out.snapshot });
-  if (out.status === 'active' && queue.length > 0) fold(def, out, queue, now);
+  if (out.status === 'active' && queue.length > 0) fold(def, out, queue, now, options);
   return out;
 }
 
@@ -139,7 +153,7 @@ export function initialStep(def: DurableMachine, input: unknown, now: number, ti
  * Folds due events and timers through XState's pure `transition()`, one macrostep each, and
  * collects the effects. Nothing here touches the database or starts anything.
  */
-export function foldStep(def: DurableMachine, record: RecordState, items: StepItem[], now: number): StepOutcome {
+export function foldStep(def: DurableMachine, record: RecordState, items: StepItem[], now: number, options: FoldOptions = {}): StepOutcome {
   const out = emptyOutcome(record);
   for (const item of items) {
     // Events after a failure stay in the inbox: a retry delivers them after the failed one.
@@ -160,7 +174,7 @@ export function foldStep(def: DurableMachine, record: RecordState, items: StepIt
     } else {
       event = item.event;
     }
-    fold(def, out, [event], now);
+    fold(def, out, [event], now, options);
   }
   return out;
 }
@@ -170,15 +184,23 @@ export function foldStep(def: DurableMachine, record: RecordState, items: StepIt
  * (the record as it was before the failed step), then `items` (the failed event again, or
  * nothing) folded as a step is.
  */
-export function retryStep(def: DurableMachine, record: RecordState, failedState: string, event: EventObject, items: StepItem[], now: number): StepOutcome {
+export function retryStep(
+  def: DurableMachine,
+  record: RecordState,
+  failedState: string,
+  event: EventObject,
+  items: StepItem[],
+  now: number,
+  options: FoldOptions = {},
+): StepOutcome {
   const seq = record.seq + 1;
   const retried: TransitionRow = { seq, from: failedState, to: record.state, status: 'active', event, at: now, ids: contextIds(record.snapshot.context) };
-  const out = foldStep(def, { ...record, status: 'active', seq }, items, now);
+  const out = foldStep(def, { ...record, status: 'active', seq }, items, now, options);
   out.transitions.unshift(retried);
   return out;
 }
 
-function fold(def: DurableMachine, out: StepOutcome, queue: EventObject[], now: number): void {
+function fold(def: DurableMachine, out: StepOutcome, queue: EventObject[], now: number, options: FoldOptions): void {
   while (queue.length > 0 && out.status === 'active') {
     const event = queue.shift() as EventObject;
     // applyActions replaces out.timers rather than changing it: this is the list before the event.
@@ -198,7 +220,14 @@ function fold(def: DurableMachine, out: StepOutcome, queue: EventObject[], now: 
       out.folded.push({ event, snapshot: out.snapshot });
       continue;
     }
-    const failure = applyActions(out, actions, now, queue) ?? unstorableContext(next, out.snapshot);
+    const [sent, emitted] = [out.messages.length, out.emitted.length];
+    const failure = applyActions(out, actions, now, queue, next, options) ?? unstorableContext(next, out.snapshot);
+    if (failure !== undefined) {
+      // The failed event sent and emitted nothing.
+      out.messages.length = sent;
+      out.emitted.length = emitted;
+    }
+    if (failure === undefined) childChanges(out, out.snapshot, next);
     settle(out, failure === undefined ? next : out.snapshot, event, now, failure, timersBefore);
     out.folded.push({ event, snapshot: out.snapshot });
   }
@@ -270,7 +299,15 @@ interface ActionLike {
 }
 
 /** Turns the actions `transition()` returned into timer rows, invocations and queued events; runs custom actions. */
-function applyActions(out: StepOutcome, actions: unknown[], now: number, queue: EventObject[]): unknown {
+function applyActions(out: StepOutcome, actions: unknown[], now: number, queue: EventObject[], next: AnyMachineSnapshot, options: FoldOptions): unknown {
+  const send = (to: MessageTarget, event: EventObject): unknown => {
+    const unstorable = unstorableValue(event, 'event');
+    if (unstorable) return unstorable;
+    const refused = options.deliverable?.(to, event);
+    if (refused) return refused;
+    out.messages.push({ to, event, seq: out.seq });
+    return undefined;
+  };
   for (const raw of actions) {
     const action = raw as ActionLike;
     const params = action.params ?? {};
@@ -278,8 +315,17 @@ function applyActions(out: StepOutcome, actions: unknown[], now: number, queue: 
       case 'xstate.raise':
       case SELF_SEND: {
         const event = params.event as EventObject;
-        if (action.type === SELF_SEND && targetsChild(out.snapshot, params.to)) break; // promise children take no events
         const delay = params.delay as number | undefined;
+        if (action.type === SELF_SEND) {
+          const target = sendTarget(out.snapshot, next, params.to);
+          if (target === 'promise') break; // promise children take no events
+          if (target !== 'self') {
+            if (typeof delay === 'number') return new UndeliverableMessageError(`a delayed event to another record ("${event.type}") is not supported; send it at once and let the receiver set a timer`);
+            const failed = send(target, event);
+            if (failed !== undefined) return failed;
+            break;
+          }
+        }
         // A delayed event is stored as a timer, a self-sent one in history: both must be storable.
         if (typeof delay === 'number' || action.type === SELF_SEND) {
           const unstorable = unstorableValue(event, 'event');
@@ -298,6 +344,8 @@ function applyActions(out: StepOutcome, actions: unknown[], now: number, queue: 
         out.timers = out.timers.filter((t) => t.id !== params.sendId);
         break;
       case 'xstate.spawnChild': {
+        // A child machine becomes a record of its own: childChanges() sees it in the new children.
+        if (isMachineLogic((params.actorRef as { logic?: unknown } | undefined)?.logic)) break;
         const id = params.id as string;
         const unstorable = unstorableValue(params.input, `input of invocation "${id}"`);
         if (unstorable) return unstorable;
@@ -311,16 +359,27 @@ function applyActions(out: StepOutcome, actions: unknown[], now: number, queue: 
         out.stops.add(id);
         break;
       }
-      case 'xstate.emit':
-        out.emitted.push(params.event as EventObject);
+      case 'xstate.emit': {
+        const unstorable = unstorableValue(params.event, 'emitted event');
+        if (unstorable) return unstorable;
+        out.emitted.push({ event: params.event as EventObject, seq: out.seq });
         break;
+      }
       case 'xstate.sendParent':
       case 'xstate.log':
         break;
       default:
         if (action.type.startsWith('xstate.')) break;
         try {
-          action.exec?.(action.info, action.params);
+          if (isSendToRecord(action.exec)) {
+            const request = action.exec(action.info, action.params);
+            if (typeof request.id !== 'string' || request.id.length === 0)
+              return new UndeliverableMessageError(`sendToRecord("${request.machine}") resolved to no record id (got ${JSON.stringify(request.id)})`);
+            if (!request.event || typeof request.event.type !== 'string')
+              return new UndeliverableMessageError(`sendToRecord("${request.machine}", "${request.id}") resolved to no event with a type`);
+            const failed = send({ kind: 'record', machine: request.machine, id: request.id }, request.event);
+            if (failed !== undefined) return failed;
+          } else action.exec?.(action.info, action.params);
         } catch (err) {
           return err;
         }
@@ -329,9 +388,36 @@ function applyActions(out: StepOutcome, actions: unknown[], now: number, queue: 
   return undefined;
 }
 
-function targetsChild(snapshot: AnyMachineSnapshot, to: unknown): boolean {
+type ChildRef = { id: string; logic?: unknown; src?: unknown; options?: { input?: unknown } };
+
+/** Where a resolved `sendTo` goes: the record itself, its parent, a child record by key, or a promise child (nowhere). */
+function sendTarget(before: AnyMachineSnapshot | undefined, next: AnyMachineSnapshot, to: unknown): 'self' | 'promise' | Message['to'] {
+  if (isParentRef(to)) return { kind: 'parent' };
   const id = typeof to === 'string' ? to : (to as { id?: string } | undefined)?.id;
-  return id !== undefined && id in (snapshot?.children ?? {});
+  if (id === undefined) return 'self';
+  const child = (next.children as Record<string, ChildRef>)[id] ?? (before?.children as Record<string, ChildRef> | undefined)?.[id];
+  if (!child) return 'self';
+  return isMachineLogic(child.logic) ? { kind: 'child', key: id } : 'promise';
+}
+
+/**
+ * The child machines a macrostep started and stopped, read from the snapshot's children
+ * (an invoke's `spawnChild` and an `assign` spawn alike: XState reports the latter as no action).
+ * A child started and stopped within the step never ran and is neither.
+ */
+function childChanges(out: StepOutcome, before: AnyMachineSnapshot | undefined, next: AnyMachineSnapshot): void {
+  const was = (before?.children ?? {}) as Record<string, ChildRef>;
+  const now = next.children as Record<string, ChildRef>;
+  for (const [key, ref] of Object.entries(was)) {
+    if (now[key] === ref || !isMachineLogic(ref.logic)) continue;
+    const started = out.childStarts.findIndex((c) => c.key === key);
+    if (started !== -1) out.childStarts.splice(started, 1);
+    else out.childStops.push(key);
+  }
+  for (const [key, ref] of Object.entries(now)) {
+    if (was[key] === ref || !isMachineLogic(ref.logic)) continue;
+    out.childStarts.push({ key, machine: ref.logic, input: ref.options?.input });
+  }
 }
 
 function emptyOutcome(record: RecordState): StepOutcome {
@@ -342,6 +428,9 @@ function emptyOutcome(record: RecordState): StepOutcome {
     spawns: new Map(),
     stops: new Set(),
     emitted: [],
+    childStarts: [],
+    childStops: [],
+    messages: [],
     ignored: [],
     consumedEventIds: [],
     folded: [],

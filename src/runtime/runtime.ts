@@ -34,7 +34,7 @@ import { type PeriodicOptions, type PeriodicRun, periodicConfig, periodicWorker 
 import type { ScheduleSpec } from '../periodic/schedule.js';
 import { rejectUnknownKeys } from '../keys.js';
 import { checkLookup } from '../record/payload.js';
-import { MachineRegistry } from '../record/registry.js';
+import { MachineRegistry, withChildMachines } from '../record/registry.js';
 import { canonicalStateString } from '../record/state.js';
 import { nextWake, type RecordStatus } from '../record/step.js';
 import { none } from '../supervisor/results.js';
@@ -187,7 +187,7 @@ class DroverRuntime implements Runtime {
     this.sq = createSupervisorQueries(options.schema);
     this.pq = createPruneQueries(options.schema);
     this.telemetry = new Telemetry({ tracerProvider: options.tracerProvider, meterProvider: options.meterProvider });
-    this.registry = new MachineRegistry(options.machines);
+    this.registry = new MachineRegistry(withChildMachines(options.machines));
     this.engine = new Engine({
       db: this.db,
       queries: this.queries,
