@@ -284,6 +284,7 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
              OR state LIKE '%,' || $3 OR state LIKE '%,' || $3 || '.%' OR state LIKE '%,' || $3 || ',%')
         AND ($4::text IS NULL OR status = $4)
         AND ($5::text IS NULL OR id > $5)
+        AND ($7::text IS NULL OR (parent_machine = $7 AND parent_id = $8))
       ORDER BY id
       LIMIT $6`,
     instanceExists: `SELECT 1 FROM ${s}.instances WHERE machine = $1 AND id = $2`,
@@ -399,9 +400,19 @@ export function createQueries(schema: string, options: { outbox?: boolean } = {}
       SELECT count(*)::int AS n FROM upd`,
     releaseInvocations: `
       UPDATE ${s}.invocations SET locked_by = NULL, locked_until = $2 WHERE locked_by = $1`,
+    // Transitions, and the effects rows between them: an effect of seq n happened after the
+    // transition n and before n + 1; it shows the status of transition n.
     history: `
-      SELECT from_state, to_state, status, event, error, at, seq FROM ${s}.transitions
-      WHERE machine = $1 AND instance_id = $2 ORDER BY seq`,
+      SELECT from_state, to_state, status, event, error, at, seq, NULL::text AS kind, NULL::text AS peer_machine,
+             NULL::text AS peer_id, 0::bigint AS ord
+      FROM ${s}.transitions WHERE machine = $1 AND instance_id = $2
+      UNION ALL
+      SELECT f.state, f.state,
+             coalesce((SELECT t.status FROM ${s}.transitions t WHERE t.machine = f.machine AND t.instance_id = f.instance_id
+                       AND t.seq <= f.seq ORDER BY t.seq DESC LIMIT 1), 'active'),
+             f.event, NULL, f.at, f.seq, f.kind, f.peer_machine, f.peer_id, f.id
+      FROM ${s}.effects f WHERE f.machine = $1 AND f.instance_id = $2
+      ORDER BY seq, ord`,
   };
 
   return {

@@ -63,6 +63,11 @@ export interface ActorPlan {
   links: Map<string, Record<string, ChildLink>>;
 }
 
+/** A plan with nothing in it. */
+export function emptyActorPlan(): ActorPlan {
+  return { children: [], messages: [], newEvents: [], effects: [], cancels: [], created: [], emitted: [], links: new Map() };
+}
+
 /** Whether a plan writes nothing. */
 export function emptyPlan(plan: ActorPlan): boolean {
   return plan.children.length + plan.messages.length + plan.newEvents.length + plan.effects.length + plan.cancels.length === 0;
@@ -108,7 +113,7 @@ export function recordTargets(out: StepOutcome): Array<{ machine: string; id: st
 
 /** Turns the actor effects of a batch of stepped records into rows (see {@link ActorPlan}). */
 export function planActors(ctx: EngineContext, steps: readonly ActorStep[], now: number): ActorPlan {
-  const plan: ActorPlan = { children: [], messages: [], newEvents: [], effects: [], cancels: [], created: [], emitted: [], links: new Map() };
+  const plan = emptyActorPlan();
   let n = 0;
   const at = new Date(now);
   for (const step of steps) {

@@ -20,7 +20,7 @@ import { validateInput } from '../record/input.js';
 import { checkLookup, checkNewId, checkText, DEFAULT_MAX_PAYLOAD, serialised, serialisedEvent } from '../record/payload.js';
 import { restoreSnapshot } from '../record/state.js';
 import { contextIds, initialStep, nextWake } from '../record/step.js';
-import { type ActorPlan, type ActorStep, type ActorWrite, actorsCommitted, deliverableFor, emptyPlan, planActors, recordTargets, writeActors } from './actors.js';
+import { type ActorPlan, type ActorStep, type ActorWrite, actorsCommitted, deliverableFor, emptyActorPlan, emptyPlan, planActors, recordTargets, writeActors } from './actors.js';
 import { Commits, type EngineContext, type EngineDeps } from './context.js';
 
 export type { EngineDeps } from './context.js';
@@ -553,22 +553,53 @@ export class Engine {
     if (messages.length > 0) this.commits.emit(messages);
   }
 
-  /** Cancels an active record: false if it had already finished. */
+  /**
+   * Cancels an active record: false if it had already finished. Its child records (and
+   * theirs) are cancelled with it; a child record's parent gets `xstate.error.actor.<key>`,
+   * as an invoke whose actor failed. All in one transaction.
+   */
   async cancel(machine: string, id: string, reason: string): Promise<boolean> {
     const { db, queries } = this.deps;
     const { sql, json } = queries;
     const now = new Date(this.deps.clock.now());
     const event = { type: 'drover.cancel', reason };
+    const error = { name: 'Cancelled', message: reason };
     const res = await withRetry(() =>
-      db.query<{ n: number }>(sql.cancelInstance, [machine, id, json({ name: 'Cancelled', message: reason }), now, json(event)]),
+      db.transaction(async (tx) => {
+        const cancelled = await tx.query<{ n: number }>(sql.cancelInstance, [machine, id, json(error), now, json(event)]);
+        if (cancelled.rows[0]?.n !== 1) return null;
+        const row = (await tx.query<InstanceRow>(sql.getInstance, [machine, id])).rows[0];
+        const descendants = await queries.actors.cancelChildren(tx, { roots: [{ machine, id }], now, reason: `its parent ${machine} "${id}" was cancelled` });
+        const parent = row?.links?.parent;
+        let queues: string[] = [];
+        if (row && parent) {
+          const failed = { type: `xstate.error.actor.${parent.key}`, error, actorId: parent.key };
+          const peer = { peer_machine: parent.machine, peer_id: parent.id };
+          ({ queues } = await queries.actors.deliver(tx, {
+            children: [],
+            messages: [{ n: 0, machine: parent.machine, instance_id: parent.id, event: failed, peer_machine: machine, peer_id: id }],
+            newEvents: [],
+            effects: [{ machine, instance_id: id, version: row.version, seq: row.seq, kind: 'sent', ...peer, event: failed, state: row.state, ids: {}, at: now }],
+            now,
+            node: this.deps.node,
+          }));
+        }
+        return { row, descendants, queues };
+      }),
     );
-    if (res.rows[0]?.n !== 1) {
+    if (res === null) {
       const exists = await db.query(sql.instanceExists, [machine, id]);
       if (exists.rowCount === 0) throw new RecordNotFoundError(machine, id);
       return false;
     }
+    const children = actorsCommitted(
+      this.ctx,
+      { part: emptyActorPlan(), queues: res.queues, emittedIds: [], undelivered: [], cancelled: res.descendants, now: now.getTime() },
+      (m, i) => this.invoker.abortRecord(m, i),
+    );
+    if (children.length > 0) this.commits.emit(children);
     this.invoker.abortRecord(machine, id);
-    const row = (await db.query<InstanceRow>(sql.getInstance, [machine, id])).rows[0];
+    const { row } = res;
     if (row) {
       this.deps.telemetry.stateSpans(machine, row.version, id, row.entered_at.getTime(), [
         { seq: row.seq, from: row.state, to: row.state, status: 'cancelled', event, at: now.getTime() },

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { InvalidArgumentError } from '../errors.js';
 import { machineGraph } from '../graph/graph.js';
 import type { RecordStatus } from '../record/step.js';
 import type { RuntimeAccess } from '../runtime/access.js';
@@ -91,7 +92,10 @@ export function registerRoutes(app: FastifyInstance, runtime: Runtime, access: R
 
   // Records ------------------------------------------------------------------------------
 
-  app.get<{ Params: MachineParams; Querystring: { state?: string; status?: RecordStatus; limit?: number; after?: string } }>(
+  app.get<{
+    Params: MachineParams;
+    Querystring: { state?: string; status?: RecordStatus; limit?: number; after?: string; parentMachine?: string; parentId?: string };
+  }>(
     '/api/machines/:machine/records',
     {
       schema: {
@@ -102,7 +106,11 @@ export function registerRoutes(app: FastifyInstance, runtime: Runtime, access: R
         response: ok(S.recordPage),
       },
     },
-    async (request) => runtime.list(request.params.machine, request.query),
+    async (request) => {
+      const { parentMachine, parentId, ...rest } = request.query;
+      if ((parentMachine === undefined) !== (parentId === undefined)) throw new InvalidArgumentError('parentMachine and parentId go together');
+      return runtime.list(request.params.machine, parentMachine !== undefined && parentId !== undefined ? { ...rest, parent: { machine: parentMachine, id: parentId } } : rest);
+    },
   );
 
   app.post<{ Params: MachineParams; Body: { id?: string; input?: unknown; uniqueKey?: string; priority?: number; runAt?: string } | undefined }>(

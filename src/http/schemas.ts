@@ -43,6 +43,12 @@ export const recordView = {
     wakeAt: nullableDateTime,
     attempt: { type: 'integer' },
     error: errorObject,
+    parent: {
+      type: 'object',
+      description: 'For a child record: its parent record and its key there (the invoke or spawn id).',
+      properties: { machine: { type: 'string' }, id: { type: 'string' }, key: { type: 'string' } },
+      required: ['machine', 'id', 'key'],
+    },
   },
   required: ['id', 'machine', 'version', 'state', 'value', 'context', 'status', 'enteredAt', 'wakeAt', 'attempt', 'error'],
 } as const;
@@ -65,6 +71,12 @@ export const historyEntry = {
     at: dateTime,
     status: { type: 'string', enum: STATUSES },
     error: errorObject,
+    kind: {
+      type: 'string',
+      enum: ['sent', 'received', 'spawned', 'emitted'],
+      description: 'Absent for a change of state or status: an event sent to or received from another record, a child record started, an event emitted.',
+    },
+    peer: { type: 'object', properties: { machine: { type: 'string' }, id: { type: 'string' } }, required: ['machine', 'id'] },
   },
   required: ['from', 'to', 'event', 'at', 'status'],
 } as const;
@@ -76,6 +88,8 @@ export const listQuery = {
     status: { type: 'string', enum: STATUSES },
     limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 },
     after: { ...name, description: 'The `next` of the previous page.' },
+    parentMachine: { ...name, description: 'With parentId: only the child records of that record.' },
+    parentId: { ...name, description: 'With parentMachine: only the child records of that record.' },
   },
   additionalProperties: false,
 } as const;

@@ -143,6 +143,9 @@ export function initialStep(def: DurableMachine, input: unknown, now: number, ti
     ...(out.cause ? { traceparent: out.cause } : {}),
   });
   out.seq = 1;
+  // What the initial actions sent and emitted comes after the creation entry.
+  for (const m of out.messages) m.seq = 1;
+  for (const e of out.emitted) e.seq = 1;
   settle(out, snapshot, init, now, failure);
   out.folded.push({ event: init, snapshot: out.snapshot });
   if (out.status === 'active' && queue.length > 0) fold(def, out, queue, now, options);

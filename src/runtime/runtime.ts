@@ -460,13 +460,19 @@ class DroverRuntime implements Runtime {
 
   async list(
     machine: string,
-    options: { state?: string; status?: RecordStatus; limit?: number; after?: string | null } = {},
+    options: { state?: string; status?: RecordStatus; limit?: number; after?: string | null; parent?: { machine: string; id: string } } = {},
   ): Promise<Page<RecordView>> {
     this.assertOpen();
     checkLookup(machine, 'machine');
     this.registry.assertKnown(machine);
     options = optionsObject(options, 'list()');
-    rejectUnknownKeys(options, ['state', 'status', 'limit', 'after'], 'list()');
+    rejectUnknownKeys(options, ['state', 'status', 'limit', 'after', 'parent'], 'list()');
+    const parent = options.parent;
+    if (parent !== undefined) {
+      if (typeof parent !== 'object' || parent === null) throw new InvalidArgumentError('list(): parent must be { machine, id }');
+      rejectUnknownKeys(parent, ['machine', 'id'], 'list(): parent');
+      checkRecordRef(parent.machine, parent.id);
+    }
     if (options.state !== undefined && typeof options.state !== 'string') throw new InvalidArgumentError('list(): state must be a string');
     if (options.state !== undefined) checkLookup(options.state, 'list(): state');
     if (options.after !== undefined && options.after !== null) {
@@ -482,7 +488,16 @@ class DroverRuntime implements Runtime {
     const state = options.state === undefined ? null : canonicalStateString(options.state, this.registry.latest(machine).machine);
     const like = state === null ? null : state.replace(/[\\%_]/g, (c) => `\\${c}`);
     const res = await withRetry(() =>
-      this.db.query<InstanceRow>(this.queries.sql.listInstances, [machine, state, like, options.status ?? null, options.after ?? null, limit]),
+      this.db.query<InstanceRow>(this.queries.sql.listInstances, [
+        machine,
+        state,
+        like,
+        options.status ?? null,
+        options.after ?? null,
+        limit,
+        parent?.machine ?? null,
+        parent?.id ?? null,
+      ]),
     );
     const items = res.rows.map(toView);
     return { items, next: items.length === limit ? (items[items.length - 1] as RecordView).id : null };
@@ -500,6 +515,9 @@ class DroverRuntime implements Runtime {
         event: EventObject;
         error: HistoryEntry['error'] | null;
         at: Date;
+        kind: HistoryEntry['kind'] | null;
+        peer_machine: string | null;
+        peer_id: string | null;
       }>(this.queries.sql.history, [machine, id]),
     );
     if (res.rows.length === 0 && (await withRetry(() => this.db.query(this.queries.sql.instanceExists, [machine, id]))).rowCount === 0) {
@@ -512,6 +530,8 @@ class DroverRuntime implements Runtime {
       at: r.at,
       status: r.status,
       ...(r.error ? { error: r.error } : {}),
+      ...(r.kind ? { kind: r.kind } : {}),
+      ...(r.peer_machine !== null && r.peer_id !== null ? { peer: { machine: r.peer_machine, id: r.peer_id } } : {}),
     }));
   }
 
@@ -699,6 +719,7 @@ function toView(row: InstanceRow): RecordView {
     wakeAt: row.wake_at,
     attempt: row.attempt,
     error: (row.error as RecordView['error']) ?? null,
+    ...(row.links?.parent ? { parent: row.links.parent } : {}),
   };
 }
 

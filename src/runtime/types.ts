@@ -33,9 +33,16 @@ export interface RecordView<TContext = Record<string, unknown>, TValue extends S
   attempt: number;
   /** The error that failed it (or the last failed attempt's), if any. */
   error: { name: string; message: string; stack?: string } | null;
+  /** For a child record (invoked or spawned by another record): its parent, and its key there (the invoke or spawn id). */
+  parent?: { machine: string; id: string; key: string };
 }
 
-/** One entry of `history()`: a committed change of state or status. */
+/**
+ * One entry of `history()`: a committed change of state or status, or (with `kind`) what the
+ * record did between two changes: an event it sent to another record (`sent`) or received from
+ * one (`received`), a child record it started (`spawned`), an event it emitted (`emitted`).
+ * Those entries have `from` = `to` = the state at the time.
+ */
 export interface HistoryEntry {
   /** The state before, `null` for the creation entry. */
   from: string | null;
@@ -45,6 +52,10 @@ export interface HistoryEntry {
   /** The record's status after this change. */
   status: RecordStatus;
   error?: { name: string; message: string };
+  /** Absent for a change of state or status. */
+  kind?: 'sent' | 'received' | 'spawned' | 'emitted';
+  /** The other record of a `sent`, `received` or `spawned` entry. */
+  peer?: { machine: string; id: string };
 }
 
 /** An event for `send()` to a machine without typed events: a `type` and any JSON fields. */
@@ -95,6 +106,8 @@ export interface ListOptions<TState extends string = string> {
   limit?: number;
   /** The `next` of the previous page; `null` or omitted for the first. */
   after?: string | null;
+  /** Only the child records of this record (invoked or spawned by it). */
+  parent?: { machine: string; id: string };
 }
 
 /** One state's row of `residency()`: records there now, and stays that ended since `since` (seconds). */

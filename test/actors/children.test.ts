@@ -93,6 +93,49 @@ describe('child records', () => {
     expect(done?.context).toMatchObject({ tracking: 'T-o1', pongs: 2 });
   });
 
+  it('shows the link on both sides: get().parent, list({ parent }), history entries of the sender and the receiver', async () => {
+    t = await createTestRuntime({ machines: [durable(order)] });
+    await t.create('order', { id: 'o3', input: { order_id: 'o3' } });
+    await t.send('order', 'o3', { type: 'ping' });
+    await t.drain();
+    expect((await t.get('shipment', 'o3.ship'))?.parent).toEqual({ machine: 'order', id: 'o3', key: 'ship' });
+    expect((await t.get('order', 'o3'))?.parent).toBeUndefined();
+    const page = await t.list('shipment', { parent: { machine: 'order', id: 'o3' } });
+    expect(page.items.map((r) => r.id)).toEqual(['o3.ship']);
+    expect((await t.list('shipment', { parent: { machine: 'order', id: 'nobody' } })).items).toEqual([]);
+
+    const parent = await t.history('order', 'o3');
+    const effects = parent.filter((h) => h.kind).map((h) => [h.kind, h.event.type, h.peer?.id]);
+    expect(effects).toEqual([
+      ['spawned', 'drover.spawn', 'o3.ship'],
+      ['received', 'child.started', 'o3.ship'],
+      ['sent', 'ping', 'o3.ship'],
+      ['received', 'pong', 'o3.ship'],
+    ]);
+    const child = await t.history('shipment', 'o3.ship');
+    expect(child.filter((h) => h.kind).map((h) => [h.kind, h.event.type, h.peer?.id])).toEqual([
+      ['sent', 'child.started', 'o3'],
+      ['received', 'ping', 'o3'],
+      ['sent', 'pong', 'o3'],
+    ]);
+    expect(child[0]).toMatchObject({ from: null, to: 'packing' });
+  });
+
+  it('cancels the child records with their parent, and fails the parent\'s invoke when a child is cancelled', async () => {
+    t = await createTestRuntime({ machines: [durable(order)] });
+    await t.create('order', { id: 'o4', input: { order_id: 'o4' } });
+    await t.create('order', { id: 'o5', input: { order_id: 'o5' } });
+    await t.drain();
+    await t.cancel('order', 'o4');
+    expect((await t.get('shipment', 'o4.ship'))?.status).toBe('cancelled');
+    await t.cancel('shipment', 'o5.ship');
+    await t.drain();
+    // The invoke has no onError: XState fails the parent with the child's error.
+    const o5 = await t.get('order', 'o5');
+    expect(o5?.status).toBe('failed');
+    expect(o5?.error).toMatchObject({ name: 'Cancelled' });
+  });
+
   it('cancels the child record when the parent leaves the invoking state', async () => {
     t = await createTestRuntime({ machines: [durable(order)] });
     await t.create('order', { id: 'o2', input: { order_id: 'o2' } });

@@ -170,6 +170,7 @@ describe('durable(): after keys and delays', () => {
 
 describe('durable(): invoked and spawned logic', () => {
   const child = createMachine({ id: 'child', initial: 'x', states: { x: {} } });
+  const anonymous = createMachine({ initial: 'x', states: { x: {} } });
   const actors = {
     work,
     ticker: fromCallback(noop),
@@ -177,6 +178,7 @@ describe('durable(): invoked and spawned logic', () => {
     events: fromEventObservable(() => subscribable),
     counter: fromTransition((n: number) => n + 1, 0),
     child,
+    anonymous,
   };
   const invoking = (src: keyof typeof actors, id: string) =>
     setup({ actors }).createMachine({ id, initial: 'a', states: { a: { initial: 'deep', states: { deep: { invoke: { src } } } } } });
@@ -192,13 +194,13 @@ describe('durable(): invoked and spawned logic', () => {
     expect(logicKind({})).toBe('unknown');
   });
 
-  it('refuses invoked callback, observable, event-observable, transition and machine actors, naming the state and the fix', () => {
+  it('refuses invoked callback, observable, event-observable and transition actors, and child machines without an id, naming the state and the fix', () => {
     const expected: Array<[keyof typeof actors, RegExp]> = [
       ['ticker', /callback actor \(fromCallback\).*fromPromise actor/],
       ['stream', /observable actor.*fromPromise actor/],
       ['events', /observable actor.*fromPromise actor/],
       ['counter', /transition actor \(fromTransition\).*assign\(\)/],
-      ['child', /child machine.*records cannot invoke records.*move its states into this machine/],
+      ['anonymous', /child machine without an id.*its records are named by it/],
     ];
     for (const [src, fix] of expected) {
       const err = refusal(invoking(src, `inv_${src}`));
@@ -207,6 +209,12 @@ describe('durable(): invoked and spawned logic', () => {
       expect(err.message, src).toContain(`invoke src "${src}"`);
       expect(err.message, src).toMatch(fix);
     }
+  });
+
+  it('takes an invoked or spawned child machine with an id (it becomes a child record)', () => {
+    expect(durable(invoking('child', 'inv_child')).name).toBe('inv_child');
+    const spawning = setup({ actors }).createMachine({ id: 'sp0', initial: 'a', states: { a: { entry: spawnChild('child', { id: 'c' }) } } });
+    expect(durable(spawning).name).toBe('sp0');
   });
 
   it('refuses spawnChild of such logic, in entry, transition actions and named actions', () => {
@@ -218,11 +226,11 @@ describe('durable(): invoked and spawned logic', () => {
     const onEvent = setup({ actors }).createMachine({
       id: 'sp2',
       initial: 'a',
-      states: { a: { on: { go: { actions: spawnChild('child', { id: 'kid' }) } } } },
+      states: { a: { on: { go: { actions: spawnChild('anonymous', { id: 'kid' }) } } } },
     });
     const err2 = refusal(onEvent);
     expect(err2).toBeInstanceOf(MachineDefinitionError);
-    expect(err2.message).toMatch(/state "sp2\.a": spawnChild in the actions of "go" "child" is a child machine/);
+    expect(err2.message).toMatch(/state "sp2\.a": spawnChild in the actions of "go" "anonymous" is a child machine without an id/);
     const named = setup({ actors, actions: { startStream: spawnChild('stream') } }).createMachine({
       id: 'sp3',
       initial: 'a',
