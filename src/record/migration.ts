@@ -1,5 +1,6 @@
 import { type AnyActorLogic, createActor, type EventObject, type StateValue } from 'xstate';
 import { errorMessage, InvalidArgumentError } from '../errors.js';
+import { isMachineLogic } from './actors.js';
 import type { DurableMachine } from './durable.js';
 import { fingerprint, type MachineFingerprint } from './fingerprint.js';
 import { restoreSnapshot, stateString } from './state.js';
@@ -185,6 +186,11 @@ export function land(to: DurableMachine, value: StateValue, context: unknown, ev
       const src = typeof inv.src === 'string' ? inv.src : undefined;
       const logic = src === undefined ? undefined : actors[src];
       if (src === undefined || !logic) throw new InvalidArgumentError(`migrate(): state invokes "${String(inv.src)}", which is not registered in setup({ actors })`);
+      if (isMachineLogic(logic)) {
+        throw new InvalidArgumentError(
+          `migrate(): state invokes the child machine "${src}"; landing records in a state that starts child records is not supported: map them to a state before it and send the event that enters it`,
+        );
+      }
       const input = typeof inv.input === 'function' ? (inv.input as (x: unknown) => unknown)({ context, event, self: undefined }) : inv.input;
       spawns.push({ id: inv.id, src, input });
       // The child as a step's spawn leaves it in the snapshot: its exit then stops it.

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { assign, createMachine, sendParent, sendTo, setup } from 'xstate';
+import { type AnyActorRef, assign, createMachine, sendParent, sendTo, setup } from 'xstate';
 import { durable, sendToRecord, UndeliverableMessageError } from '../../src/index.js';
 import { createTestRuntime, type TestRuntime } from '../../src/testing/index.js';
 
@@ -154,6 +154,37 @@ describe('child records', () => {
     const p = await t.get('pinger', 'p2');
     expect(p?.status).toBe('failed');
     expect(p?.error).toMatchObject({ name: UndeliverableMessageError.name });
+  });
+
+  it('keeps a spawned child ref in context across restores and sends to it through the ref', async () => {
+    const counter = setup({}).createMachine({
+      id: 'counter',
+      context: { n: 0 },
+      on: { inc: { actions: [assign({ n: ({ context }) => context.n + 1 }), sendParent(({ context }) => ({ type: 'count', n: context.n }))] } },
+    });
+    const owner = setup({
+      types: { context: {} as { ref?: AnyActorRef; last: number } },
+      actors: { counter },
+    }).createMachine({
+      id: 'owner',
+      context: { last: 0 },
+      on: {
+        start: { actions: assign({ ref: ({ spawn }) => spawn('counter', { id: 'k' }) }) },
+        bump: { actions: sendTo(({ context }) => context.ref as AnyActorRef, { type: 'inc' }) },
+        count: { actions: assign({ last: ({ event }) => (event as unknown as { n: number }).n }) },
+      },
+    });
+    t = await createTestRuntime({ machines: [durable(owner)] });
+    await t.create('owner', { id: 'w1' });
+    await t.send('owner', 'w1', { type: 'start' });
+    await t.drain();
+    // Each step restores the record from its stored row: the ref comes back from the snapshot's children.
+    await t.send('owner', 'w1', { type: 'bump' });
+    await t.drain();
+    await t.send('owner', 'w1', { type: 'bump' });
+    await t.drain();
+    expect((await t.get('counter', 'w1.k'))?.context).toEqual({ n: 2 });
+    expect((await t.get('owner', 'w1'))?.context).toMatchObject({ last: 2 });
   });
 
   it('fails a root record that calls sendParent', async () => {
