@@ -57,3 +57,22 @@ describe('examples/residency.ts (the residency table from SQL and from spans)', 
     expect(stdout).toMatch(/links to the trace of the request that resolved it: true/);
   }, 70_000);
 });
+
+describe('examples/shipments.ts (records as actors: a child record per order, its output, an emitted receipt)', () => {
+  it('ships two orders through their child records, cancels the third with its child, and exits 0', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'examples/shipments.ts'], {
+      cwd: root,
+      timeout: 60_000,
+    });
+    expect(stdout).toMatch(/shipment o-1\.ship +\(created\) +→ booking +on xstate\.init/);
+    expect(stdout).toMatch(/shipment o-2\.ship +awaiting_pickup +→ delivered +on xstate\.after\.pickupWindow/);
+    expect(stdout).toMatch(/shipment o-3\.ship +awaiting_pickup +→ awaiting_pickup +on drover\.cancel/);
+    expect(stdout).toMatch(/receipt for o-1: tracking T-o-1/);
+    expect(stdout).toMatch(/receipt for o-2: tracking T-o-2/);
+    expect(stdout).toMatch(/fulfilment o-1 +shipping +→ completed +on xstate\.done\.actor\.ship/);
+    expect(stdout).toMatch(/shipment o-1\.ship: done, parent \{"id":"o-1","key":"ship","machine":"fulfilment"\}/);
+    expect(stdout).toMatch(/children of fulfilment o-3: o-3\.ship \(cancelled\)/);
+    expect(stdout).toMatch(/spawned +drover\.spawn \(shipment o-1\.ship\)\n +received shipment\.booked/);
+    expect(stdout).toMatch(/emitted +order\.receipt/);
+  }, 70_000);
+});
