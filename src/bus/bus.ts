@@ -25,13 +25,13 @@ export interface TransitionMessage {
  * `runtime.on(machine, type, handler)` receives, and what is published to
  * `<prefix>.emit.<machine>.<type>` with NATS.
  */
-export interface EmittedMessage {
+export interface EmittedMessage<E extends EventObject = EventObject> {
   /** The emitting record's id. */
   id: string;
   machine: string;
   version: number;
   /** The emitted event as the machine built it. */
-  event: EventObject;
+  event: E;
   /** The record's state after the step that emitted it. */
   state: string;
   /** The record's history seq when it emitted it. */
@@ -71,6 +71,17 @@ export interface TransitionFilter {
 export const statePrefixMatch = (want: string | undefined, got: string | null) =>
   want === undefined || got?.split(',').some((leaf) => leaf === want || leaf.startsWith(`${want}.`));
 
+/** Which emitted events a listener of `runtime.on()` wants: one machine's, of one type or (`'*'`) all. */
+export interface EmittedFilter {
+  machine: string;
+  /** The event's `type`, or `'*'` for every type. */
+  type: string;
+}
+
+/** Whether an emitted event is one a filter wants. */
+export const emittedMatch = (filter: EmittedFilter, e: EmittedMessage) =>
+  e.machine === filter.machine && (filter.type === '*' || e.event.type === filter.type);
+
 /** What `subscribe()` returns: call it to unsubscribe; `ready` resolves once delivery is set up. */
 export type Unsubscribe = (() => void) & { ready: Promise<void> };
 
@@ -104,6 +115,10 @@ export interface Bus {
   publish(messages: TransitionMessage[]): void;
   /** Delivers matching transitions to `handler`. */
   subscribe(filter: TransitionFilter, handler: (t: TransitionMessage) => void | Promise<void>, durable?: string): Unsubscribe;
+  /** Hands this node's committed emitted events (`emit()`) to the bus: the in-process bus delivers them, NATS leaves them to the relay. */
+  publishEmitted(events: EmittedMessage[]): void;
+  /** Delivers emitted events that match to `handler` (`runtime.on()`). */
+  onEmitted(filter: EmittedFilter, handler: (e: EmittedMessage) => void | Promise<void>): Unsubscribe;
   /** Tells other nodes that `queue` has work, due at `at` (null: now). Best effort: polling finds it anyway. */
   announceWork(queue: string, node: string, at: number | null): void;
   /** Tells other nodes about a control change at once. Best effort: they also re-read it. */

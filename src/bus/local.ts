@@ -2,6 +2,9 @@ import { InvalidArgumentError } from '../errors.js';
 import {
   type Bus,
   type BusHandlers,
+  type EmittedFilter,
+  emittedMatch,
+  type EmittedMessage,
   statePrefixMatch,
   type TransitionFilter,
   type TransitionMessage,
@@ -9,15 +12,18 @@ import {
 } from './bus.js';
 
 type Handler = (t: TransitionMessage) => void | Promise<void>;
+type EmittedHandler = (e: EmittedMessage) => void | Promise<void>;
 
 /**
  * The in-process bus: transitions committed by this runtime reach this runtime's
- * subscribers, in commit order. A handler's error is logged and does not stop delivery.
+ * subscribers, and its emitted events its `on()` listeners, in commit order. A handler's
+ * error is logged and does not stop delivery.
  * Other nodes are woken by the database's NOTIFY, so the notices are no-ops here.
  */
 export class LocalBus implements Bus {
   readonly outbox = false;
   private readonly subscribers = new Set<{ filter: TransitionFilter; handler: Handler }>();
+  private readonly listeners = new Set<{ filter: EmittedFilter; handler: EmittedHandler }>();
   constructor(private readonly onError: (err: unknown) => void) {}
 
   async start(_handlers: BusHandlers): Promise<void> {}
@@ -40,13 +46,36 @@ export class LocalBus implements Bus {
       for (const { filter, handler } of this.subscribers) {
         if (filter.machine !== undefined && filter.machine !== t.machine) continue;
         if (!statePrefixMatch(filter.to, t.to) || !statePrefixMatch(filter.from, t.from)) continue;
-        try {
-          const result = handler(t);
-          if (result && typeof result.then === 'function') result.then(undefined, this.onError);
-        } catch (err) {
-          this.onError(err);
-        }
+        this.call(handler, t);
       }
+    }
+  }
+
+  onEmitted(filter: EmittedFilter, handler: EmittedHandler): Unsubscribe {
+    const entry = { filter, handler };
+    this.listeners.add(entry);
+    const off = () => {
+      this.listeners.delete(entry);
+    };
+    return Object.assign(off, { ready: Promise.resolve() });
+  }
+
+  publishEmitted(events: EmittedMessage[]): void {
+    if (this.listeners.size === 0) return;
+    for (const e of events) {
+      for (const { filter, handler } of this.listeners) {
+        if (emittedMatch(filter, e)) this.call(handler, e);
+      }
+    }
+  }
+
+  /** Calls a handler; what it throws or rejects with is logged, never passed on. */
+  private call<T>(handler: (m: T) => void | Promise<void>, message: T): void {
+    try {
+      const result = handler(message);
+      if (result && typeof result.then === 'function') result.then(undefined, this.onError);
+    } catch (err) {
+      this.onError(err);
     }
   }
 
@@ -55,5 +84,6 @@ export class LocalBus implements Bus {
   async publishBreach(): Promise<void> {}
   async close(): Promise<void> {
     this.subscribers.clear();
+    this.listeners.clear();
   }
 }

@@ -2,6 +2,7 @@ import {
   AckPolicy,
   DeliverPolicy,
   type JetStreamClient,
+  type JsMsg,
   type JetStreamManager,
   jetstream,
   jetstreamManager,
@@ -26,6 +27,8 @@ import {
   type Bus,
   type BusHandlers,
   type ControlOp,
+  type EmittedFilter,
+  type EmittedMessage,
   statePrefixMatch,
   type TransitionFilter,
   type TransitionMessage,
@@ -50,6 +53,12 @@ export interface PublishedTransition extends TransitionMessage {
   traceparent: string | null;
 }
 
+/** An emitted event for {@link NatsBus.publishEmits}: the message, and the `Nats-Msg-Id` that deduplicates it. */
+export interface PublishedEmit {
+  message: EmittedMessage;
+  msgId: string;
+}
+
 /**
  * What became of one transition given to {@link NatsBus.publishTransitions}. Not `ok`:
  * `refused` when the client refused the message itself before sending it (a header value with
@@ -69,7 +78,7 @@ const isConnection = (v: unknown): v is NatsConnection =>
 const encoder = new TextEncoder();
 
 /**
- * drover on NATS: transitions into a JetStream stream (deduplicated by `Nats-Msg-Id`), durable
+ * drover on NATS: transitions and emitted events into a JetStream stream (deduplicated by `Nats-Msg-Id`), durable
  * or live subscriptions, request/reply `send`, control and wake-up messages between nodes.
  */
 export class NatsBus implements Bus {
@@ -135,7 +144,10 @@ export class NatsBus implements Bus {
   /** Nothing to do: the relay publishes committed transitions from the outbox. */
   publish(_messages: TransitionMessage[]): void {}
 
-  subject(kind: 'transition' | 'send' | 'create' | 'control' | 'wake' | 'sla', ...tokens: string[]): string {
+  /** Nothing to do: the relay publishes committed emitted events from the outbox. */
+  publishEmitted(_events: EmittedMessage[]): void {}
+
+  subject(kind: 'transition' | 'emit' | 'send' | 'create' | 'control' | 'wake' | 'sla', ...tokens: string[]): string {
     return [this.settings.prefix, kind, ...tokens].join('.');
   }
 
@@ -144,7 +156,7 @@ export class NatsBus implements Bus {
     const { stream, duplicateWindowMs, maxAgeMs } = this.settings;
     const config = {
       name: stream,
-      subjects: [this.subject('transition', '>'), this.subject('sla', '>')],
+      subjects: [this.subject('transition', '>'), this.subject('emit', '>'), this.subject('sla', '>')],
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       duplicate_window: nanos(duplicateWindowMs),
@@ -181,35 +193,54 @@ export class NatsBus implements Bus {
    * is `<machine>:<id>:<seq>`, so a re-publish after a crash is dropped by the stream.
    */
   async publishTransitions(rows: PublishedTransition[], timeoutMs = 2000): Promise<PublishResult[]> {
-    const max = this.nc.info?.max_payload ?? 1024 * 1024;
-    const acks = rows.map(async (t): Promise<PublishResult> => {
-      try {
+    return Promise.all(
+      rows.map((t) => {
         const h = headers();
         if (t.traceparent) h.set('traceparent', t.traceparent);
-        let payload = JSON.stringify(t);
-        // A transition larger than the server takes would block the outbox forever: publish it
-        // without the event's fields and ids (marked `truncated`); the full row stays in history().
-        if (Buffer.byteLength(payload) > max - 4096) {
-          payload = JSON.stringify({ ...t, event: { type: t.event.type }, ids: {}, truncated: true });
-          this.logger.warn({ machine: t.machine, id: t.id, seq: t.seq }, 'drover: transition too large for NATS, published without its event fields');
-        }
-        await this.js.publish(this.subject('transition', t.machine, subjectToken(t.to)), payload, {
-          msgID: `${t.machine}:${t.id}:${t.seq}`,
-          headers: h,
-          timeout: timeoutMs,
-        });
-        return { ok: true };
-      } catch (error) {
-        // The client checks headers, subject and size before anything is sent: those depend on
-        // the message alone. Anything else (timeout, disconnect, a stream error) may pass.
-        const refused = error instanceof NatsInvalidArgumentError || error instanceof NatsInvalidSubjectError;
-        // The client reports "no responders" on a JetStream subject as JetStreamNotEnabled
-        // (@nats-io/jetstream 3.4), which does not export the class: match its name.
-        const streamMissing = error instanceof Error && error.name === 'JetStreamNotEnabled';
-        return { ok: false, refused, streamMissing, error };
+        return this.publishOne(this.subject('transition', t.machine, subjectToken(t.to)), t, `${t.machine}:${t.id}:${t.seq}`, h, timeoutMs);
+      }),
+    );
+  }
+
+  /**
+   * Publishes emitted events on `<prefix>.emit.<machine>.<type>` in the given order and waits
+   * for every ack, like {@link publishTransitions}; each with its own `Nats-Msg-Id`.
+   */
+  async publishEmits(rows: PublishedEmit[], timeoutMs = 2000): Promise<PublishResult[]> {
+    return Promise.all(
+      rows.map(({ message: e, msgId }) =>
+        this.publishOne(this.subject('emit', e.machine, subjectToken(e.event.type)), e, msgId, headers(), timeoutMs),
+      ),
+    );
+  }
+
+  private async publishOne(
+    subject: string,
+    m: TransitionMessage | EmittedMessage,
+    msgID: string,
+    h: ReturnType<typeof headers>,
+    timeoutMs: number,
+  ): Promise<PublishResult> {
+    const max = this.nc.info?.max_payload ?? 1024 * 1024;
+    try {
+      let payload = JSON.stringify(m);
+      // A message larger than the server takes would block the outbox forever: publish it
+      // without the event's fields and ids (marked `truncated`); the full row stays in history().
+      if (Buffer.byteLength(payload) > max - 4096) {
+        payload = JSON.stringify({ ...m, event: { type: m.event.type }, ids: {}, truncated: true });
+        this.logger.warn({ machine: m.machine, id: m.id, seq: m.seq, subject }, 'drover: message too large for NATS, published without its event fields');
       }
-    });
-    return Promise.all(acks);
+      await this.js.publish(subject, payload, { msgID, headers: h, timeout: timeoutMs });
+      return { ok: true };
+    } catch (error) {
+      // The client checks headers, subject and size before anything is sent: those depend on
+      // the message alone. Anything else (timeout, disconnect, a stream error) may pass.
+      const refused = error instanceof NatsInvalidArgumentError || error instanceof NatsInvalidSubjectError;
+      // The client reports "no responders" on a JetStream subject as JetStreamNotEnabled
+      // (@nats-io/jetstream 3.4), which does not export the class: match its name.
+      const streamMissing = error instanceof Error && error.name === 'JetStreamNotEnabled';
+      return { ok: false, refused, streamMissing, error };
+    }
   }
 
   /**
@@ -223,7 +254,49 @@ export class NatsBus implements Bus {
     handler: (t: PublishedTransition) => void | Promise<void>,
     durable?: string,
   ): Unsubscribe {
-    const subject = this.subject('transition', filter.machine ?? '*', '*');
+    return this.consume(this.subject('transition', filter.machine ?? '*', '*'), durable, async (m) => {
+      const t = m.json<PublishedTransition>();
+      if (!statePrefixMatch(filter.to, t.to) || !statePrefixMatch(filter.from, t.from)) {
+        m.ack();
+        return;
+      }
+      try {
+        await handler({ ...t, at: new Date(t.at) });
+        m.ack();
+      } catch (err) {
+        this.logger.error({ err: errorMessage(err), machine: t.machine, id: t.id, seq: t.seq }, 'drover: subscriber failed, redelivering');
+        m.nak(1000);
+      }
+    });
+  }
+
+  /**
+   * Consumes emitted events from the stream, from now on (an ephemeral consumer on
+   * `<prefix>.emit.<machine>.<type>`): every node's. A handler that throws is logged and the
+   * event acknowledged, as on the in-process bus: it is not delivered again.
+   */
+  onEmitted(filter: EmittedFilter, handler: (e: EmittedMessage) => void | Promise<void>): Unsubscribe {
+    const subject = this.subject('emit', filter.machine, filter.type === '*' ? '*' : subjectToken(filter.type));
+    return this.consume(subject, undefined, async (m) => {
+      const e = m.json<EmittedMessage>();
+      // Subject tokens escape `.`: `a.b` and `a_b` share one, the type itself tells them apart.
+      if (filter.type === '*' || e.event.type === filter.type) {
+        try {
+          await handler({ ...e, at: new Date(e.at) });
+        } catch (err) {
+          this.logger.error({ err: errorMessage(err), machine: e.machine, id: e.id, type: e.event.type }, 'drover: emitted event listener failed');
+        }
+      }
+      m.ack();
+    });
+  }
+
+  /**
+   * Runs a JetStream consumer on `subject`, one message at a time through `onMessage` (which
+   * acks or naks it). With `durable`, a named consumer that resumes; without, an ephemeral one
+   * from new messages on, deleted when stopped.
+   */
+  private consume(subject: string, durable: string | undefined, onMessage: (m: JsMsg) => Promise<void>): Unsubscribe {
     let stopped = false;
     let stopConsumer: (() => Promise<void>) | undefined;
     const entry = {
@@ -260,20 +333,7 @@ export class NatsBus implements Bus {
       };
       markReady();
       if (stopped) return stopConsumer();
-      for await (const m of messages) {
-        const t = m.json<PublishedTransition>();
-        if (!statePrefixMatch(filter.to, t.to) || !statePrefixMatch(filter.from, t.from)) {
-          m.ack();
-          continue;
-        }
-        try {
-          await handler({ ...t, at: new Date(t.at) });
-          m.ack();
-        } catch (err) {
-          this.logger.error({ err: errorMessage(err), machine: t.machine, id: t.id, seq: t.seq }, 'drover: subscriber failed, redelivering');
-          m.nak(1000);
-        }
-      }
+      for await (const m of messages) await onMessage(m);
     };
     run().catch((err: unknown) => {
       failReady(err);
