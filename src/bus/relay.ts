@@ -1,17 +1,17 @@
 import type { Database } from '../db/database.js';
 import { backoffMs } from '../db/database.js';
-import { createOutboxQueries, type OutboxRow, type ParkedRow, type PublishError } from '../db/outbox-queries.js';
+import { createOutboxQueries, type EmitOutboxRow, type OutboxRow, type ParkedRow, type PublishError } from '../db/outbox-queries.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { done, type HandlerResult, none } from '../supervisor/results.js';
 import type { Clock } from '../time.js';
-import type { NatsBus } from './nats.js';
+import type { NatsBus, PublishResult } from './nats.js';
 
 /** What one relay pass did. */
 export interface RelayPass {
-  /** Rows read from the outbox (at most the batch size). */
+  /** Rows read from the outbox: the larger of the transitions and the emitted events read (each at most the batch size). */
   read: number;
-  /** Rows published and marked. */
+  /** Rows published and marked: transitions and emitted events. */
   published: number;
   /** Rows parked: NATS refused the message itself. */
   parked: number;
@@ -27,9 +27,10 @@ function publishError(err: unknown): PublishError {
 }
 
 /**
- * The outbox relay: publishes committed transition rows to JetStream in id order, then marks
- * them published, all inside one transaction that holds an advisory lock, so one relay in the
- * fleet publishes at a time and each record's transitions go out in commit order. A crash
+ * The outbox relay: publishes committed transition rows, then emitted events (`effects` rows
+ * of kind `emitted`), to JetStream in id order, then marks them published, all inside one
+ * transaction that holds an advisory lock, so one relay in the fleet publishes at a time and
+ * each record's transitions (and emitted events) go out in commit order. A crash
  * between publish and mark re-publishes the batch; the stream drops the duplicates by
  * `Nats-Msg-Id`. NATS down: the publish fails, the rows acked before are marked, the rest waits.
  * A row NATS refuses outright is parked with its error, so it never holds up the others; a
@@ -58,45 +59,95 @@ export function createRelay(deps: {
       // A mark lost in a crash only re-publishes, which the stream drops: no need to wait for the WAL flush.
       if (deps.db.kind === 'pg') await sql.commitWithoutFlush(tx);
       const rows = await sql.unpublished(tx, { limit: batch });
-      const pass: RelayPass = { read: rows.length, published: 0, parked: 0, recreated: false };
-      if (rows.length === 0) return pass;
-      const results = await deps.bus.publishTransitions(
-        rows.map((r) => ({
-          id: r.instance_id,
-          machine: r.machine,
-          version: r.version,
-          from: r.from_state,
-          to: r.to_state,
-          status: r.status,
-          event: r.event,
-          at: r.at,
-          seq: r.seq,
-          ids: r.ids ?? {},
-          traceparent: r.traceparent,
-        })),
-      );
+      const emits = await sql.unpublishedEmits(tx, { limit: batch });
+      const pass: RelayPass = { read: Math.max(rows.length, emits.length), published: 0, parked: 0, recreated: false };
+      if (rows.length === 0 && emits.length === 0) return pass;
       const now = new Date(deps.clock.now());
-      const acked: string[] = [];
       let streamMissing = false;
-      for (const [i, result] of results.entries()) {
-        const row = rows[i] as OutboxRow;
-        if (result.ok) {
-          acked.push(row.tid);
-        } else if (result.refused) {
-          // Publishing it again would fail again and hold the outbox forever: park it, once.
-          await sql.park(tx, { id: row.tid, at: now, error: publishError(result.error) });
-          pass.parked += 1;
-          deps.logger.warn(
-            { machine: row.machine, id: row.instance_id, seq: row.seq, err: errorMessage(result.error) },
-            'drover: transition cannot be published; parked, the rest of the outbox goes on',
-          );
-        } else {
-          pass.failure ??= result.error;
-          streamMissing ||= result.streamMissing;
+      /** Parks what NATS refused, keeps the first failure; resolves to the ids acked. */
+      const settle = async (
+        results: PublishResult[],
+        park: (i: number, error: unknown) => Promise<void>,
+        key: (i: number) => string,
+      ): Promise<string[]> => {
+        const acked: string[] = [];
+        for (const [i, result] of results.entries()) {
+          if (result.ok) {
+            acked.push(key(i));
+          } else if (result.refused) {
+            // Publishing it again would fail again and hold the outbox forever: park it, once.
+            await park(i, result.error);
+            pass.parked += 1;
+          } else {
+            pass.failure ??= result.error;
+            streamMissing ||= result.streamMissing;
+          }
         }
+        return acked;
+      };
+      if (rows.length > 0) {
+        const results = await deps.bus.publishTransitions(
+          rows.map((r) => ({
+            id: r.instance_id,
+            machine: r.machine,
+            version: r.version,
+            from: r.from_state,
+            to: r.to_state,
+            status: r.status,
+            event: r.event,
+            at: r.at,
+            seq: r.seq,
+            ids: r.ids ?? {},
+            traceparent: r.traceparent,
+          })),
+        );
+        const acked = await settle(
+          results,
+          async (i, error) => {
+            const row = rows[i] as OutboxRow;
+            await sql.park(tx, { id: row.tid, at: now, error: publishError(error) });
+            deps.logger.warn(
+              { machine: row.machine, id: row.instance_id, seq: row.seq, err: errorMessage(error) },
+              'drover: transition cannot be published; parked, the rest of the outbox goes on',
+            );
+          },
+          (i) => (rows[i] as OutboxRow).tid,
+        );
+        // Acks already received stay recorded even when later rows failed: they are not re-published.
+        if (acked.length > 0) pass.published += await sql.markPublished(tx, { ids: acked, at: now });
       }
-      // Acks already received stay recorded even when later rows failed: they are not re-published.
-      if (acked.length > 0) pass.published = await sql.markPublished(tx, { ids: acked, at: now });
+      if (emits.length > 0) {
+        const results = await deps.bus.publishEmits(
+          emits.map((r) => ({
+            // The effect id is unique in the schema; the schema in it keeps two schemas on one stream apart.
+            msgId: `emit:${deps.schema}:${r.eid}`,
+            message: {
+              id: r.instance_id,
+              machine: r.machine,
+              version: r.version,
+              event: r.event,
+              state: r.state,
+              seq: r.seq,
+              ids: r.ids ?? {},
+              at: r.at,
+              effectId: r.eid,
+            },
+          })),
+        );
+        const acked = await settle(
+          results,
+          async (i, error) => {
+            const row = emits[i] as EmitOutboxRow;
+            await sql.parkEmit(tx, { id: row.eid, at: now, error: publishError(error) });
+            deps.logger.warn(
+              { machine: row.machine, id: row.instance_id, type: row.event.type, err: errorMessage(error) },
+              'drover: emitted event cannot be published; parked, the rest of the outbox goes on',
+            );
+          },
+          (i) => (emits[i] as EmitOutboxRow).eid,
+        );
+        if (acked.length > 0) pass.published += await sql.markEmitsPublished(tx, { ids: acked, at: now });
+      }
       if (streamMissing) {
         try {
           pass.recreated = await deps.bus.restoreStream();

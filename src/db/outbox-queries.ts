@@ -19,6 +19,20 @@ export interface OutboxRow {
   traceparent: string | null;
 }
 
+/** An emitted event waiting in the outbox (an `effects` row of kind `emitted`, `published_at IS NULL`). */
+export interface EmitOutboxRow {
+  /** The row's bigint id, as text. */
+  eid: string;
+  machine: string;
+  instance_id: string;
+  version: number;
+  seq: number;
+  event: EventObject;
+  state: string;
+  ids: Record<string, unknown> | null;
+  at: Date;
+}
+
 /** Why the relay could not publish a transition, as stored in `transitions.publish_error`. */
 export interface PublishError {
   /** The error's class name, e.g. `InvalidArgumentError`. */
@@ -51,6 +65,12 @@ export function createOutboxQueries(schema: string) {
     SELECT id::text AS tid, machine, instance_id, seq, to_state, at, parked_at, publish_error
     FROM ${s}.transitions WHERE published_at IS NULL AND parked_at IS NOT NULL ORDER BY id LIMIT $1`;
   const parkedCountSql = `SELECT count(*)::int AS n FROM ${s}.transitions WHERE published_at IS NULL AND parked_at IS NOT NULL`;
+  // Only 'emitted' rows are ever unpublished (served by the partial index effects_outbox).
+  const unpublishedEmitsSql = `
+    SELECT id::text AS eid, machine, instance_id, version, seq, event, state, ids, at
+    FROM ${s}.effects WHERE published_at IS NULL AND parked_at IS NULL ORDER BY id LIMIT $1`;
+  const markEmitsPublishedSql = `UPDATE ${s}.effects SET published_at = $2 WHERE id = ANY($1::bigint[])`;
+  const parkEmitSql = `UPDATE ${s}.effects SET parked_at = $2, publish_error = $3 WHERE id = $1 AND published_at IS NULL`;
 
   return {
     /** Takes the transaction-scoped advisory lock `key`; false when another transaction holds it. */
@@ -90,6 +110,21 @@ export function createOutboxQueries(schema: string) {
     /** How many transitions are parked. */
     async parkedCount(q: Queryable): Promise<number> {
       return (await q.query<{ n: number }>(parkedCountSql)).rows[0]?.n ?? 0;
+    },
+
+    /** Up to `limit` unpublished emitted events that are not parked, oldest first. */
+    async unpublishedEmits(tx: Queryable, args: { limit: number }): Promise<EmitOutboxRow[]> {
+      return (await tx.query<EmitOutboxRow>(unpublishedEmitsSql, [args.limit])).rows;
+    },
+
+    /** Marks the emitted events `ids` (from {@link EmitOutboxRow.eid}) published at `at`; resolves to how many it marked. */
+    async markEmitsPublished(tx: Queryable, args: { ids: string[]; at: Date }): Promise<number> {
+      return (await tx.query(markEmitsPublishedSql, [args.ids, args.at])).rowCount;
+    },
+
+    /** Parks the emitted event `id`: the relay reads past it from now on. */
+    async parkEmit(tx: Queryable, args: { id: string; at: Date; error: PublishError }): Promise<void> {
+      await tx.query(parkEmitSql, [args.id, args.at, JSON.stringify(args.error)]);
     },
   };
 }
