@@ -1,4 +1,4 @@
-import type { AnyStateMachine, ContextFrom, MachineContext, EventFrom, StateFrom, StateSchemaFrom, StateValue, StateValueFrom } from 'xstate';
+import type { AnyStateMachine, ContextFrom, EmittedFrom, MachineContext, EventFrom, StateFrom, StateSchemaFrom, StateValue, StateValueFrom } from 'xstate';
 import type { DurableMachine } from '../record/durable.js';
 import type { RecordView } from './types.js';
 
@@ -35,6 +35,8 @@ export interface MachineTypes<D> {
   path: StatePathOf<D>;
   /** A state for `waitFor({ state })`. */
   match: MatchValueOf<D> | StatePathOf<D>;
+  /** An event the machine emits (`emit()`), for `on()`. */
+  emitted: EmittedOf<D>;
 }
 
 /**
@@ -72,6 +74,23 @@ export type EventOf<D> =
           ? LooseEvent
           : EventFrom<M>
     : never;
+
+/** An event a machine emits: its `setup({ types: { emitted } })` union, or any `{ type }` with JSON fields. */
+export type EmittedOf<D> =
+  D extends DurableMachine<infer M, infer _I, infer _N>
+    ? IsAny<M> extends true
+      ? LooseEvent
+      : IsAny<EmittedFrom<M>> extends true
+        ? LooseEvent
+        : [EmittedFrom<M>] extends [never]
+          ? LooseEvent
+          : string extends EmittedFrom<M>['type']
+            ? LooseEvent
+            : EmittedFrom<M>
+    : never;
+
+/** The emitted events of union `E` that `on(machine, type)` delivers: those of `type`, or all for `'*'`. */
+export type EmittedOfType<E extends { type: string }, T extends string> = string extends T ? E : T extends '*' ? E : Extract<E, { type: T }>;
 
 /** An event for a machine without typed events: a `type` and any JSON fields. */
 export type LooseEvent = { type: string } & Record<string, unknown>;

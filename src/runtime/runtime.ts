@@ -1,5 +1,5 @@
 import { type EventObject, matchesState, type StateValue } from 'xstate';
-import type { Bus, TransitionFilter, TransitionMessage, Unsubscribe } from '../bus/bus.js';
+import type { Bus, EmittedMessage, TransitionFilter, TransitionMessage, Unsubscribe } from '../bus/bus.js';
 import { LocalBus } from '../bus/local.js';
 import { NatsBus } from '../bus/nats.js';
 import { createRelay } from '../bus/relay.js';
@@ -11,6 +11,7 @@ import { createPruneQueries, type PruneQueries } from '../db/prune-queries.js';
 import { createResidencyQueries } from '../db/residency-queries.js';
 import { createSupervisorQueries } from '../db/supervisor-queries.js';
 import { createVersionQueries } from '../db/version-queries.js';
+import type { Commits } from '../engine/context.js';
 import { type Created, type CreateItem, Engine } from '../engine/engine.js';
 import { type MigrateOptions, type MigrateResult, type MigrationDeps, migrateRecords } from '../engine/record-migration.js';
 import { prune, type PruneResult } from '../engine/prune.js';
@@ -238,6 +239,9 @@ class DroverRuntime implements Runtime {
       bus.publish(messages);
       for (const w of [...this.waiters]) w();
     });
+    // Emitted events: the in-process bus delivers them to on() at once; NATS leaves them to the relay.
+    const onEmitted = engineEmitted(this.engine);
+    onEmitted((events) => bus.publishEmitted(events));
     if (bus instanceof NatsBus) {
       const relay = createRelay({
         db: this.db,
@@ -249,6 +253,7 @@ class DroverRuntime implements Runtime {
       });
       const worker = this.supervisor.addHousekeeping('drover.relay', () => relay.handler());
       this.engine.onCommitted(() => worker.wake());
+      onEmitted(() => worker.wake());
     }
     const { finishedMs, failedMs, historyMs } = options.retention;
     if (finishedMs !== null || failedMs !== null || historyMs !== null) {
@@ -622,6 +627,17 @@ class DroverRuntime implements Runtime {
     return this.bus.subscribe(filter, handler, options.durable);
   }
 
+  // The handler is typed by the machine's emitted events at the interface; here any of them.
+  on(machine: string, type: string, handler: (e: EmittedMessage<never>) => void | Promise<void>): Unsubscribe {
+    this.assertOpen();
+    checkLookup(machine, 'on(): machine');
+    this.registry.assertKnown(machine);
+    checkLookup(type, "on(): type (an emitted event's type, or '*')");
+    if (type.length > MAX_EMIT_TYPE_LENGTH) throw new InvalidArgumentError(`on(): type must be at most ${MAX_EMIT_TYPE_LENGTH} characters`);
+    if (typeof handler !== 'function') throw new InvalidArgumentError('on(): handler must be a function');
+    return this.bus.onEmitted({ machine, type }, handler as (e: EmittedMessage) => void | Promise<void>);
+  }
+
   async start(): Promise<void> {
     this.assertOpen();
     if (this.state !== 'idle') return;
@@ -704,6 +720,19 @@ function createdView({ id, def, out, now }: Created): RecordView {
     attempt: 0,
     error: out.error ?? null,
   };
+}
+
+/** The longest event type `on()` takes: a NATS subject token, well inside the server's limits. */
+const MAX_EMIT_TYPE_LENGTH = 256;
+
+/**
+ * The engine's hook for committed emitted events (its `Commits.onEmitted`). The engine does
+ * not expose it yet beside `onCommitted`; read it here so the engine's file is left alone.
+ */
+function engineEmitted(engine: Engine): (listener: (events: EmittedMessage[]) => void) => () => void {
+  const withHook = engine as unknown as { onEmitted?: (l: (events: EmittedMessage[]) => void) => () => void; commits: Commits };
+  if (typeof withHook.onEmitted === 'function') return (l) => (withHook.onEmitted as (l: (events: EmittedMessage[]) => void) => () => void).call(engine, l);
+  return (l) => withHook.commits.onEmitted(l);
 }
 
 function toView(row: InstanceRow): RecordView {

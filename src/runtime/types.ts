@@ -1,5 +1,5 @@
 import type { EventObject, StateValue } from 'xstate';
-import type { TransitionFilter, TransitionMessage, Unsubscribe } from '../bus/bus.js';
+import type { EmittedMessage, TransitionFilter, TransitionMessage, Unsubscribe } from '../bus/bus.js';
 import type { Page } from '../page.js';
 import type { CallerTransaction } from '../db/database.js';
 import type { PruneResult } from '../engine/prune.js';
@@ -9,7 +9,7 @@ import type { ScheduleSpec } from '../periodic/schedule.js';
 import type { RecordStatus } from '../record/step.js';
 import type { Supervisor, WorkerHandle } from '../supervisor/supervisor.js';
 import type { HttpServer, ServeOptions } from '../http/server.js';
-import type { AnyDurableMachine, Catalog, LooseEvent, NameOf } from './infer.js';
+import type { AnyDurableMachine, Catalog, EmittedOfType, LooseEvent, NameOf } from './infer.js';
 
 // The public shapes of the runtime: what its calls take and return.
 
@@ -232,6 +232,22 @@ export interface Runtime<D extends AnyDurableMachine = any> {
    * @example const off = drover.subscribe({ machine: 'order', to: 'shipped' }, (t) => notify(t.ids), { durable: 'mailer' }); await off.ready;
    */
   subscribe(filter: TransitionFilter, handler: (t: TransitionMessage) => void | Promise<void>, options?: { durable?: string }): Unsubscribe;
+  /**
+   * Calls `handler` for every event of `type` (`'*'`: every type) that records of `machine`
+   * emit with XState's `emit()`, once their step has committed: with the emitting record's id,
+   * state, `*_id` context fields and the event. Typed by the machine's `setup({ types: { emitted } })`.
+   * With NATS: a live JetStream consumer of `<prefix>.emit.<machine>.<type>`, so events emitted
+   * on every node arrive. Without: the in-process bus, events committed by this runtime, in
+   * commit order. Live only (events from before `ready` are not delivered); a handler that
+   * throws is logged and does not stop delivery, nor is the event delivered again.
+   * Returns an unsubscribe function; its `ready` resolves once the consumer is in place.
+   * @example const off = drover.on('order', 'order.receipt', (e) => mail(e.ids.order_id, e.event)); await off.ready;
+   */
+  on<N extends NameOf<D>, T extends Catalog<D>[N]['emitted']['type'] | '*'>(
+    machine: N,
+    type: T,
+    handler: (e: EmittedMessage<EmittedOfType<Catalog<D>[N]['emitted'], T>>) => void | Promise<void>,
+  ): Unsubscribe;
   /** The operator API: workers, periodics, enable/disable, pause/resume, run records. */
   readonly supervisor: Supervisor;
   /**
