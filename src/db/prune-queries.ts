@@ -15,14 +15,16 @@ export interface PruneCounts {
 export function createPruneQueries(schema: string) {
   const s = quoteSchema(schema);
   // A finished record with everything that hangs off it, in one statement (one snapshot, so
-  // nothing is left half-deleted). A record with a transition still in the outbox is kept
-  // until the relay has published it.
+  // nothing is left half-deleted). A record with a transition or an emitted event still in
+  // the outbox is kept until the relay has published it.
   const finishedRecordsSql = `
     WITH doomed AS (
       SELECT i.machine, i.id FROM ${s}.instances i
       WHERE i.status = $1 AND i.updated_at < $2
         AND NOT EXISTS (SELECT 1 FROM ${s}.transitions t
                         WHERE t.machine = i.machine AND t.instance_id = i.id AND t.published_at IS NULL)
+        AND NOT EXISTS (SELECT 1 FROM ${s}.effects f
+                        WHERE f.machine = i.machine AND f.instance_id = i.id AND f.published_at IS NULL)
       ORDER BY i.updated_at
       LIMIT $3
       FOR UPDATE SKIP LOCKED),
@@ -30,6 +32,7 @@ export function createPruneQueries(schema: string) {
     ev AS (DELETE FROM ${s}.events e USING doomed d WHERE e.machine = d.machine AND e.instance_id = d.id),
     inv AS (DELETE FROM ${s}.invocations v USING doomed d WHERE v.machine = d.machine AND v.instance_id = d.id),
     sla AS (DELETE FROM ${s}.sla_breaches b USING doomed d WHERE b.machine = d.machine AND b.instance_id = d.id),
+    fx AS (DELETE FROM ${s}.effects f USING doomed d WHERE f.machine = d.machine AND f.instance_id = d.id),
     del AS (DELETE FROM ${s}.instances i USING doomed d WHERE i.machine = d.machine AND i.id = d.id RETURNING 1)
     SELECT (SELECT count(*) FROM del)::int AS records, (SELECT count(*) FROM tr)::int AS transitions`;
   // History rows older than the cutoff, of any record, except its creation entry and its
@@ -50,7 +53,7 @@ export function createPruneQueries(schema: string) {
   const partitionLock = `drover:${schema}:history-partitions`;
 
   return {
-    /** Deletes up to `limit` records of `status` last changed before `before`, with their history, inbox, invocations and SLA breaches. */
+    /** Deletes up to `limit` records of `status` last changed before `before`, with their history, inbox, invocations, SLA breaches and effects. */
     async finishedRecords(db: Queryable, args: { status: 'done' | 'failed' | 'cancelled'; before: Date; limit: number }): Promise<PruneCounts> {
       const res = await db.query<PruneCounts>(finishedRecordsSql, [args.status, args.before, args.limit]);
       return res.rows[0] ?? { records: 0, transitions: 0 };

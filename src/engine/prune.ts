@@ -13,7 +13,7 @@ export interface Retention {
 
 /** What a prune deleted: whole records (with their history), and history rows in all. */
 export interface PruneResult {
-  /** Finished records deleted, with their history, inbox, invocations and SLA breaches. */
+  /** Finished records deleted, with their history, inbox, invocations, SLA breaches and effects (sent, received, spawned, emitted). */
   records: number;
   /** History rows deleted: those of the records above and old ones of records kept (with a partitioned history, those of dropped partitions too). */
   transitions: number;
