@@ -1,6 +1,6 @@
 import { createInspector, type StatelyInspectionEvent } from '@statelyai/inspect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assign, fromPromise, type InspectionEvent, setup } from 'xstate';
+import { assign, fromPromise, type InspectionEvent, sendParent, setup } from 'xstate';
 import { createRuntime, durable, type Runtime } from '../../src/index.js';
 import { BACKENDS, type TestBackend } from '../helpers/backends.js';
 import { until } from '../helpers/until.js';
@@ -31,6 +31,24 @@ const order = durable(
   }),
 );
 
+// A parent record that invokes a child machine: the child is a record of its own.
+const parcel = setup({}).createMachine({
+  id: 'parcel',
+  initial: 'packing',
+  states: { packing: { entry: sendParent({ type: 'packing' }), on: { pack: 'packed' } }, packed: { type: 'final' } },
+  output: { weight: 2 },
+});
+const dispatch = durable(
+  setup({ actors: { parcel } }).createMachine({
+    id: 'dispatch',
+    initial: 'shipping',
+    states: {
+      shipping: { invoke: { id: 'box', src: 'parcel', onDone: 'sent' }, on: { packing: {} } },
+      sent: { type: 'final' },
+    },
+  }),
+);
+
 interface Seen {
   type: string;
   session: string;
@@ -53,7 +71,7 @@ describe.each(BACKENDS)('records in the inspector on $name', ({ make }) => {
     rt = await createRuntime({
       database: backend.database,
       schema: backend.schema,
-      machines: [order],
+      machines: [order, dispatch],
       inspect: (event) => {
         raw.push(event);
         stately.inspect.next?.(event);
@@ -98,6 +116,30 @@ describe.each(BACKENDS)('records in the inspector on $name', ({ make }) => {
       { type: '@xstate.event', session: 'order:o-1', event: 'ship' },
       { type: '@xstate.snapshot', session: 'order:o-1', value: 'shipped' },
     ]);
+  });
+
+  it("shows a child record as a child of its parent record's actor, in its parent's tree", async () => {
+    await rt.create('dispatch', { id: 'd-1' });
+    await rt.waitFor('dispatch', 'd-1', { state: 'shipping' }, { timeoutMs: 10_000 });
+    await rt.send('parcel', 'd-1.box', { type: 'pack' });
+    await rt.waitFor('dispatch', 'd-1', { status: 'done' }, { timeoutMs: 10_000 });
+    // The last registration counts: a new record's child records are reported before it, as roots, then again under it.
+    const actor = raw.filter((e) => e.type === '@xstate.actor' && e.actorRef.sessionId === 'parcel:d-1.box').at(-1);
+    expect(actor).toBeDefined();
+    expect((actor?.actorRef as unknown as { _parent?: { sessionId: string } })._parent?.sessionId).toBe('dispatch:d-1');
+    expect(actor?.rootId).toBe('dispatch:d-1');
+    // Its own steps are in the parent's tree; the parent's done event names it as the source.
+    const childEvents = raw.filter((e) => e.type === '@xstate.event' && e.actorRef.sessionId === 'parcel:d-1.box');
+    expect(childEvents.map((e) => (e.type === '@xstate.event' ? e.event.type : ''))).toEqual(['xstate.init', 'pack']);
+    expect(childEvents.at(-1)?.rootId).toBe('dispatch:d-1');
+    const done = raw.find((e) => e.type === '@xstate.event' && e.actorRef.sessionId === 'dispatch:d-1' && e.event.type === 'xstate.done.actor.box');
+    expect(done?.type === '@xstate.event' ? done.sourceRef?.sessionId : undefined).toBe('parcel:d-1.box');
+    await until(() => converted.some((e) => e.type === '@xstate.actor' && e.sessionId === 'parcel:d-1.box' && e.parentId), 'the inspector sent the child record');
+    expect(converted.filter((e) => e.type === '@xstate.actor' && e.sessionId === 'parcel:d-1.box').at(-1)).toMatchObject({
+      name: 'd-1.box',
+      parentId: 'dispatch:d-1',
+      rootId: 'dispatch:d-1',
+    });
   });
 
   it("converts through @statelyai/inspect as a live actor's events do: the machine definition, the parent, the snapshots", async () => {
