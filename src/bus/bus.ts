@@ -32,9 +32,9 @@ export interface EmittedMessage<E extends EventObject = EventObject> {
   version: number;
   /** The emitted event as the machine built it. */
   event: E;
-  /** The record's state after the step that emitted it. */
+  /** The record's state after the event that emitted it (its entry/transition actions ran in it). */
   state: string;
-  /** The record's history seq when it emitted it. */
+  /** The record's history seq after the event that emitted it: the emit comes after that history entry. */
   seq: number;
   /** Every context field whose name ends in `_id`, after the step. */
   ids: Record<string, unknown>;

@@ -131,7 +131,7 @@ export function planActors(ctx: EngineContext, steps: readonly ActorStep[], now:
       const children = { ...record.links.children };
       let changed = false;
       const ids = contextIds(out.snapshot.context);
-      const effect = (kind: EffectRow['kind'], peer: { machine: string; id: string } | null, event: unknown, seq: number) =>
+      const effect = (kind: EffectRow['kind'], peer: { machine: string; id: string } | null, event: unknown, seq: number, state = out.state) =>
         plan.effects.push({
           root,
           machine: record.machine,
@@ -142,12 +142,12 @@ export function planActors(ctx: EngineContext, steps: readonly ActorStep[], now:
           peer_machine: peer?.machine ?? null,
           peer_id: peer?.id ?? null,
           event,
-          state: out.state,
+          state,
           ids,
           at,
         });
-      const send = (target: { machine: string; id: string }, event: Record<string, unknown>, seq: number) => {
-        effect('sent', target, event, seq);
+      const send = (target: { machine: string; id: string }, event: Record<string, unknown>, seq: number, state = out.state) => {
+        effect('sent', target, event, seq, state);
         const row: Rooted<InboxRow> = { root, n: n++, machine: target.machine, instance_id: target.id, event, peer_machine: record.machine, peer_id: record.id };
         const child = fresh.get(recordKey(target.machine, target.id));
         if (!child) {
@@ -235,12 +235,12 @@ export function planActors(ctx: EngineContext, steps: readonly ActorStep[], now:
       }
       for (const message of out.messages) {
         const target = resolve(message.to, record.links, children);
-        if (target) send(target, message.event as unknown as Record<string, unknown>, message.seq);
+        if (target) send(target, message.event as unknown as Record<string, unknown>, message.seq, message.state);
         else ctx.logger.debug({ machine: record.machine, id: record.id, event: message.event.type }, 'drover: event to a stopped child record dropped');
       }
-      for (const { event, seq } of out.emitted) {
-        effect('emitted', null, event, seq);
-        plan.emitted.push({ root, machine: record.machine, id: record.id, version: record.version, event, state: out.state, seq, ids, at });
+      for (const { event, seq, state } of out.emitted) {
+        effect('emitted', null, event, seq, state);
+        plan.emitted.push({ root, machine: record.machine, id: record.id, version: record.version, event, state, seq, ids, at });
       }
       if (out.status !== 'active') {
         // A finished record stops its children; a finished child tells its parent.

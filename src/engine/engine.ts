@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type TransitionMessage, transitionMessages } from '../bus/bus.js';
+import { type EmittedMessage, type TransitionMessage, transitionMessages } from '../bus/bus.js';
 import { adoptTransaction, type CallerTransaction, type Queryable, withRetry } from '../db/database.js';
 import { type InstanceRow, type NewInstance, transitionColumns } from '../db/queries.js';
 import {
@@ -135,6 +135,11 @@ export class Engine {
   /** Calls `listener` after every commit of this node that changed records. Returns an unsubscribe. */
   onCommitted(listener: (messages: TransitionMessage[]) => void): () => void {
     return this.commits.onCommitted(listener);
+  }
+
+  /** Calls `listener` after every commit of this node whose steps emitted events (`emit()`), in order. Returns an unsubscribe. */
+  onEmitted(listener: (events: EmittedMessage[]) => void): () => void {
+    return this.commits.onEmitted(listener);
   }
 
   /** The queue pollers, one per queue, for the supervisor to run. Starts LISTEN and the invoker's heartbeat. */

@@ -11,8 +11,9 @@ export type MessageTarget = { kind: 'parent' } | { kind: 'child'; key: string } 
 export interface Message {
   to: MessageTarget;
   event: EventObject;
-  /** The sender's history seq when it sent it. */
+  /** The sender's history seq and state after the macrostep that sent it. */
   seq: number;
+  state: string;
 }
 
 /** A child machine a step invoked or spawned: it becomes a record of its own. */

@@ -90,8 +90,8 @@ export interface StepOutcome extends RecordState {
   spawns: Map<string, Spawn>;
   /** Invocations to stop (a restarted invocation is in both `stops` and `spawns`). */
   stops: Set<string>;
-  /** Events the machine emitted (`emit()`), with its history seq at the time. */
-  emitted: Array<{ event: EventObject; seq: number }>;
+  /** Events the machine emitted (`emit()`), with the history seq and state its event's macrostep left the record in. */
+  emitted: Array<{ event: EventObject; seq: number; state: string }>;
   /** Child machines invoked or spawned, in order: each becomes a child record. */
   childStarts: ChildStart[];
   /** Keys of child machines stopped (their records are cancelled). */
@@ -144,8 +144,10 @@ export function initialStep(def: DurableMachine, input: unknown, now: number, ti
   });
   out.seq = 1;
   // What the initial actions sent and emitted comes after the creation entry.
-  for (const m of out.messages) m.seq = 1;
-  for (const e of out.emitted) e.seq = 1;
+  for (const e of [...out.messages, ...out.emitted]) {
+    e.seq = 1;
+    e.state = out.state;
+  }
   settle(out, snapshot, init, now, failure);
   out.folded.push({ event: init, snapshot: out.snapshot });
   if (out.status === 'active' && queue.length > 0) fold(def, out, queue, now, options);
@@ -232,6 +234,11 @@ function fold(def: DurableMachine, out: StepOutcome, queue: EventObject[], now: 
     }
     if (failure === undefined) childChanges(out, out.snapshot, next);
     settle(out, failure === undefined ? next : out.snapshot, event, now, failure, timersBefore);
+    // What the event sent and emitted belongs to its macrostep: after its history entry, in the state it left the record in.
+    for (const e of [...out.messages.slice(sent), ...out.emitted.slice(emitted)]) {
+      e.seq = out.seq;
+      e.state = out.state;
+    }
     out.folded.push({ event, snapshot: out.snapshot });
   }
 }
@@ -308,7 +315,7 @@ function applyActions(out: StepOutcome, actions: unknown[], now: number, queue: 
     if (unstorable) return unstorable;
     const refused = options.deliverable?.(to, event);
     if (refused) return refused;
-    out.messages.push({ to, event, seq: out.seq });
+    out.messages.push({ to, event, seq: out.seq, state: out.state });
     return undefined;
   };
   for (const raw of actions) {
@@ -365,7 +372,7 @@ function applyActions(out: StepOutcome, actions: unknown[], now: number, queue: 
       case 'xstate.emit': {
         const unstorable = unstorableValue(params.event, 'emitted event');
         if (unstorable) return unstorable;
-        out.emitted.push({ event: params.event as EventObject, seq: out.seq });
+        out.emitted.push({ event: params.event as EventObject, seq: out.seq, state: out.state });
         break;
       }
       case 'xstate.sendParent':

@@ -240,8 +240,7 @@ class DroverRuntime implements Runtime {
       for (const w of [...this.waiters]) w();
     });
     // Emitted events: the in-process bus delivers them to on() at once; NATS leaves them to the relay.
-    const onEmitted = engineEmitted(this.engine);
-    onEmitted((events) => bus.publishEmitted(events));
+    this.engine.onEmitted((events) => bus.publishEmitted(events));
     if (bus instanceof NatsBus) {
       const relay = createRelay({
         db: this.db,
@@ -253,7 +252,7 @@ class DroverRuntime implements Runtime {
       });
       const worker = this.supervisor.addHousekeeping('drover.relay', () => relay.handler());
       this.engine.onCommitted(() => worker.wake());
-      onEmitted(() => worker.wake());
+      this.engine.onEmitted(() => worker.wake());
     }
     const { finishedMs, failedMs, historyMs } = options.retention;
     if (finishedMs !== null || failedMs !== null || historyMs !== null) {
@@ -724,16 +723,6 @@ function createdView({ id, def, out, now }: Created): RecordView {
 
 /** The longest event type `on()` takes: a NATS subject token, well inside the server's limits. */
 const MAX_EMIT_TYPE_LENGTH = 256;
-
-/**
- * The engine's hook for committed emitted events (its `Commits.onEmitted`). The engine does
- * not expose it yet beside `onCommitted`; read it here so the engine's file is left alone.
- */
-function engineEmitted(engine: Engine): (listener: (events: EmittedMessage[]) => void) => () => void {
-  const withHook = engine as unknown as { onEmitted?: (l: (events: EmittedMessage[]) => void) => () => void; commits: Commits };
-  if (typeof withHook.onEmitted === 'function') return (l) => (withHook.onEmitted as (l: (events: EmittedMessage[]) => void) => () => void).call(engine, l);
-  return (l) => withHook.commits.onEmitted(l);
-}
 
 function toView(row: InstanceRow): RecordView {
   return {
