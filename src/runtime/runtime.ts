@@ -11,7 +11,6 @@ import { createPruneQueries, type PruneQueries } from '../db/prune-queries.js';
 import { createResidencyQueries } from '../db/residency-queries.js';
 import { createSupervisorQueries } from '../db/supervisor-queries.js';
 import { createVersionQueries } from '../db/version-queries.js';
-import type { Commits } from '../engine/context.js';
 import { type Created, type CreateItem, Engine } from '../engine/engine.js';
 import { type MigrateOptions, type MigrateResult, type MigrationDeps, migrateRecords } from '../engine/record-migration.js';
 import { prune, type PruneResult } from '../engine/prune.js';
