@@ -63,6 +63,8 @@ export interface RecordView {
   wakeAt: string | null;
   attempt: number;
   error: ErrorInfo | null;
+  /** For a child record: its parent record and its key there (the invoke or spawn id). */
+  parent?: { machine: string; id: string; key: string };
 }
 
 export interface HistoryEntry {
@@ -72,6 +74,10 @@ export interface HistoryEntry {
   at: string;
   status: Status;
   error?: ErrorInfo | null;
+  /** Absent for a change of state: what the record sent, received, spawned or emitted between two changes. */
+  kind?: 'sent' | 'received' | 'spawned' | 'emitted';
+  /** The other record of a sent, received or spawned entry. */
+  peer?: { machine: string; id: string };
 }
 
 export interface RunRecord {

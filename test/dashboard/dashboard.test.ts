@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fromPromise, setup } from 'xstate';
+import { fromPromise, sendParent, setup } from 'xstate';
 import { createRuntime, durable, type HttpServer, none, type Runtime } from '../../src/index.js';
 import { postgresBackend, type TestBackend } from '../helpers/backends.js';
 import { until } from '../helpers/until.js';
@@ -39,6 +39,20 @@ const ticket = durable(
   { residency: { open: { sla: '1h' } } },
 );
 
+// Records as actors: an escalation invokes a `callback` child machine, which becomes a child record.
+const callback = setup({}).createMachine({
+  id: 'callback',
+  initial: 'dialling',
+  states: { dialling: { entry: sendParent({ type: 'dialling' }), on: { answered: 'done' } }, done: { type: 'final' } },
+});
+const escalation = durable(
+  setup({ actors: { callback } }).createMachine({
+    id: 'escalation',
+    initial: 'calling',
+    states: { calling: { invoke: { id: 'call', src: 'callback', onDone: 'resolved' }, on: { dialling: {} } }, resolved: { type: 'final' } },
+  }),
+);
+
 let backend: TestBackend;
 let rt: Runtime;
 let server: HttpServer;
@@ -55,7 +69,7 @@ async function stateOf(id: string): Promise<string | undefined> {
 
 beforeAll(async () => {
   backend = await postgresBackend();
-  rt = await createRuntime({ database: backend.database, schema: backend.schema, machines: [ticket], controlInterval: 50, heartbeatInterval: 100 });
+  rt = await createRuntime({ database: backend.database, schema: backend.schema, machines: [ticket, escalation], controlInterval: 50, heartbeatInterval: 100 });
   rt.supervisor.add('mailer', () => none('1h'));
   rt.periodic('nightly-report', { cron: '0 3 * * *' }, async () => 'sent', { tags: ['reports'] });
   await rt.start();
@@ -155,6 +169,29 @@ describe('dashboard', () => {
     await page.getByRole('dialog').getByRole('button', { name: 'Confirm' }).click();
     await until(async () => (await rt.get('ticket', 't-w-1'))?.status === 'cancelled', 't-w-1 to be cancelled');
     await page.locator('header .badge-cancelled').waitFor();
+  });
+
+  it("links a child record and its parent both ways, and shows what the parent started and received in its timeline", async () => {
+    await rt.create('escalation', { id: 'e-1' });
+    await until(async () => (await rt.history('escalation', 'e-1')).some((h) => h.kind === 'received'), 'e-1 to hear from its child');
+    await page.goto(`${server.url}/machines/escalation/records/e-1`);
+    const child = page.locator('ul.children a');
+    await expect.poll(() => child.textContent()).toBe('callback e-1.call');
+    const effects = page.locator('ol.timeline > li.step-effect');
+    await expect.poll(() => effects.evaluateAll((items) => items.map((li) => [li.getAttribute('data-kind'), li.querySelector('a')?.getAttribute('href')]))).toEqual([
+      ['spawned', '/machines/callback/records/e-1.call'],
+      ['received', '/machines/callback/records/e-1.call'],
+    ]);
+    await expect.poll(() => effects.nth(1).locator('.event code.type').textContent()).toBe('dialling');
+    await shot('record-children');
+
+    await child.click();
+    await page.waitForURL(/\/machines\/callback\/records\/e-1\.call$/);
+    const parent = page.locator('dd.parent a');
+    await expect.poll(() => parent.getAttribute('href')).toBe('/machines/escalation/records/e-1');
+    await expect.poll(() => page.locator('ol.timeline > li.effect-sent .event code.type').textContent()).toBe('dialling');
+    // The child's own page lists no child records.
+    expect(await page.locator('ul.children').count()).toBe(0);
   });
 
   it('disables a worker from the workers page (stored in the database), and lists the nodes', async () => {
