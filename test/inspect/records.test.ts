@@ -39,10 +39,13 @@ const parcel = setup({}).createMachine({
   output: { weight: 2 },
 });
 const dispatch = durable(
-  setup({ actors: { parcel } }).createMachine({
+  setup({ types: { context: {} as { now: boolean } }, actors: { parcel } }).createMachine({
     id: 'dispatch',
-    initial: 'shipping',
+    // With `now`, the child starts in the record's first step (the engine's create path); else on `go`, in a later step.
+    context: ({ input }) => ({ now: (input as { now?: boolean } | undefined)?.now === true }),
+    initial: 'waiting',
     states: {
+      waiting: { always: { guard: ({ context }) => context.now, target: 'shipping' }, on: { go: 'shipping' } },
       shipping: { invoke: { id: 'box', src: 'parcel', onDone: 'sent' }, on: { packing: {} } },
       sent: { type: 'final' },
     },
@@ -118,27 +121,31 @@ describe.each(BACKENDS)('records in the inspector on $name', ({ make }) => {
     ]);
   });
 
-  it("shows a child record as a child of its parent record's actor, in its parent's tree", async () => {
-    await rt.create('dispatch', { id: 'd-1' });
-    await rt.waitFor('dispatch', 'd-1', { state: 'shipping' }, { timeoutMs: 10_000 });
-    await rt.send('parcel', 'd-1.box', { type: 'pack' });
-    await rt.waitFor('dispatch', 'd-1', { status: 'done' }, { timeoutMs: 10_000 });
+  it.each([
+    { d: 'd-1', how: 'started by the first step' },
+    { d: 'd-2', how: 'started by a later step' },
+  ])("shows a child record ($how) as a child of its parent record's actor, in its parent's tree", async ({ d }) => {
+    await rt.create('dispatch', { id: d, input: { now: d === 'd-1' } });
+    if (d === 'd-2') await rt.send('dispatch', d, { type: 'go' });
+    await rt.waitFor('dispatch', d, { state: 'shipping' }, { timeoutMs: 10_000 });
+    await rt.send('parcel', `${d}.box`, { type: 'pack' });
+    await rt.waitFor('dispatch', d, { status: 'done' }, { timeoutMs: 10_000 });
     // The last registration counts: a new record's child records are reported before it, as roots, then again under it.
-    const actor = raw.filter((e) => e.type === '@xstate.actor' && e.actorRef.sessionId === 'parcel:d-1.box').at(-1);
+    const actor = raw.filter((e) => e.type === '@xstate.actor' && e.actorRef.sessionId === `parcel:${d}.box`).at(-1);
     expect(actor).toBeDefined();
-    expect((actor?.actorRef as unknown as { _parent?: { sessionId: string } })._parent?.sessionId).toBe('dispatch:d-1');
-    expect(actor?.rootId).toBe('dispatch:d-1');
+    expect((actor?.actorRef as unknown as { _parent?: { sessionId: string } })._parent?.sessionId).toBe(`dispatch:${d}`);
+    expect(actor?.rootId).toBe(`dispatch:${d}`);
     // Its own steps are in the parent's tree; the parent's done event names it as the source.
-    const childEvents = raw.filter((e) => e.type === '@xstate.event' && e.actorRef.sessionId === 'parcel:d-1.box');
+    const childEvents = raw.filter((e) => e.type === '@xstate.event' && e.actorRef.sessionId === `parcel:${d}.box`);
     expect(childEvents.map((e) => (e.type === '@xstate.event' ? e.event.type : ''))).toEqual(['xstate.init', 'pack']);
-    expect(childEvents.at(-1)?.rootId).toBe('dispatch:d-1');
-    const done = raw.find((e) => e.type === '@xstate.event' && e.actorRef.sessionId === 'dispatch:d-1' && e.event.type === 'xstate.done.actor.box');
-    expect(done?.type === '@xstate.event' ? done.sourceRef?.sessionId : undefined).toBe('parcel:d-1.box');
-    await until(() => converted.some((e) => e.type === '@xstate.actor' && e.sessionId === 'parcel:d-1.box' && e.parentId), 'the inspector sent the child record');
-    expect(converted.filter((e) => e.type === '@xstate.actor' && e.sessionId === 'parcel:d-1.box').at(-1)).toMatchObject({
-      name: 'd-1.box',
-      parentId: 'dispatch:d-1',
-      rootId: 'dispatch:d-1',
+    expect(childEvents.at(-1)?.rootId).toBe(`dispatch:${d}`);
+    const done = raw.find((e) => e.type === '@xstate.event' && e.actorRef.sessionId === `dispatch:${d}` && e.event.type === 'xstate.done.actor.box');
+    expect(done?.type === '@xstate.event' ? done.sourceRef?.sessionId : undefined).toBe(`parcel:${d}.box`);
+    await until(() => converted.some((e) => e.type === '@xstate.actor' && e.sessionId === `parcel:${d}.box` && e.parentId), 'the inspector sent the child record');
+    expect(converted.filter((e) => e.type === '@xstate.actor' && e.sessionId === `parcel:${d}.box`).at(-1)).toMatchObject({
+      name: `${d}.box`,
+      parentId: `dispatch:${d}`,
+      rootId: `dispatch:${d}`,
     });
   });
 
