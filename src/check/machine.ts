@@ -6,7 +6,7 @@ import { checkDefinition, jsonProblem } from '../record/check.js';
 import { durable, type DurableMachine, isDurableMachine } from '../record/durable.js';
 import { validateInput } from '../record/input.js';
 import { DEFAULT_MAX_PAYLOAD, serialised } from '../record/payload.js';
-import { pureInitialTransition } from '../record/pure.js';
+import { pureInitialTransition, pureTransition } from '../record/pure.js';
 import { stateString } from '../record/state.js';
 import { type CheckProblem, checkStart, type Replay, replayPath } from './replay.js';
 
@@ -200,16 +200,17 @@ function walk(
   const machine = def.machine;
   const unexplored = new Map<string, CheckResult['unexplored'][number]>();
   const logic = {
-    transition: (snapshot: AnyMachineSnapshot, event: EventObject, scope: unknown) => {
+    // drover's own inert scope (src/record/pure.ts): as a step sees it, with a parent for sendParent.
+    transition: (snapshot: AnyMachineSnapshot, event: EventObject) => {
       try {
-        return machine.transition(snapshot, event, scope as never);
+        return pureTransition(machine, snapshot, event)[0];
       } catch (err) {
         const state = stateString(snapshot.value, machine);
         unexplored.set(`${state}\u0000${event.type}`, { state, event: event.type, message: errorMessage(err) });
         return snapshot;
       }
     },
-    getInitialSnapshot: (scope: unknown) => machine.getInitialSnapshot(scope as never, input),
+    getInitialSnapshot: () => pureInitialTransition(machine, input)[0],
   };
   const events = (snapshot: AnyMachineSnapshot): EventObject[] => {
     const given = samples(snapshot);

@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import { type AnyMachineSnapshot, type AnyStateMachine, createActor, type EventObject, SimulatedClock } from 'xstate';
+import { type AnyMachineSnapshot, type AnyStateMachine, createActor, createMachine, type EventObject, SimulatedClock } from 'xstate';
 import { dueItems, reviveEvent, toRecordState } from '../engine/records.js';
 import { errorMessage, serializeError } from '../errors.js';
 import { jsonProblem } from '../record/check.js';
@@ -89,13 +89,18 @@ function stored(def: DurableMachine, out: StepOutcome): RecordState {
 }
 
 /** In-memory XState on a simulated clock, its failure kept (an actor with no error observer rethrows it later). */
-function startMemory(r: Replay): { actor: ReturnType<typeof createActor<AnyStateMachine>>; clock: SimulatedClock; failure: () => unknown } {
+function startMemory(r: Replay): { actor: ReturnType<typeof createActor<AnyStateMachine>>; clock: SimulatedClock; failure: () => unknown; stop: () => void } {
   const clock = new SimulatedClock();
   let failed: { error: unknown } | undefined;
-  const actor = createActor(r.memory, { input: r.input, clock });
+  // A parent to send to, as a child record has one: sendParent from a root actor throws.
+  // The child takes its parent's system, and with it the clock: the parent gets the simulated one.
+  const parent = createActor(createMachine({ id: 'drover.check.parent' }), { clock });
+  const actor = createActor(r.memory, { input: r.input, clock, parent });
   actor.subscribe({ error: (error) => (failed ??= { error }) });
   actor.start();
-  return { actor, clock, failure: () => failed?.error };
+  // XState refuses to stop an actor with a parent directly; on a simulated clock with stubbed
+  // actors nothing of it runs on, so it is left to the garbage collector.
+  return { actor, clock, failure: () => failed?.error, stop: () => {} };
 }
 
 /**
@@ -109,7 +114,8 @@ export function replayPath(r: Replay, path: readonly EventObject[]): CheckProble
     let now = 0;
     let out = initialStep(def, r.input, now);
     // Invocations the record has: an invoke's result can only arrive for one of them.
-    const live = new Set(out.spawns.keys());
+    // Child machines become child records: their done and error events come back the same way.
+    const live = new Set([...out.spawns.keys(), ...out.childStarts.map((c) => c.key)]);
     let record = stored(def, out);
     for (let i = 0; i < path.length; i++) {
       const event = path[i] as EventObject;
@@ -156,8 +162,8 @@ export function replayPath(r: Replay, path: readonly EventObject[]): CheckProble
       out = foldStep(def, record, items, now);
       const found = compare(r, out, memory.actor.getSnapshot(), memory.failure(), event.type.startsWith(AFTER) ? 'timer' : 'mismatch');
       if (found) return problem(found.kind, found.message);
-      for (const id of out.stops) live.delete(id);
-      for (const id of out.spawns.keys()) live.add(id);
+      for (const id of [...out.stops, ...out.childStops]) live.delete(id);
+      for (const id of [...out.spawns.keys(), ...out.childStarts.map((c) => c.key)]) live.add(id);
       if (out.status !== 'active') return undefined;
       try {
         record = stored(def, out);
@@ -167,7 +173,7 @@ export function replayPath(r: Replay, path: readonly EventObject[]): CheckProble
     }
     return undefined;
   } finally {
-    memory.actor.stop();
+    memory.stop();
   }
 }
 
@@ -197,7 +203,7 @@ export function checkStart(r: Replay): CheckProblem | undefined {
     const found = compare(r, out, memory.actor.getSnapshot(), memory.failure(), 'mismatch', true);
     return found ? at(found.kind, out.state, found.message) : undefined;
   } finally {
-    memory.actor.stop();
+    memory.stop();
   }
 }
 

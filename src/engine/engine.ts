@@ -459,7 +459,6 @@ export class Engine {
   private created(def: DurableMachine, records: Created[], actors?: ActorWrite): void {
     const poller = this.pollers.get(def.queue);
     const messages: TransitionMessage[] = [];
-    if (actors) messages.push(...actorsCommitted(this.ctx, actors, (machine, id) => this.invoker.abortRecord(machine, id)));
     for (const r of records) {
       if (r.wake !== null && poller) {
         if (r.out.spawns.size > 0 && r.out.status === 'active') poller.invocationsDue(laterThan(r.now, r.wake));
@@ -468,6 +467,8 @@ export class Engine {
       messages.push(...transitionMessages(r.id, def.name, def.version, r.out.transitions));
       this.deps.inspector?.stepped(def, r.id, r.out);
     }
+    // Their child records after them: the inspector sees a parent before its children.
+    if (actors) messages.push(...actorsCommitted(this.ctx, actors, (machine, id) => this.invoker.abortRecord(machine, id)));
     const due = earliestDue(records);
     if (due !== null) this.deps.announceWork(def.queue, laterThan(this.deps.clock.now(), due));
     this.commits.emit(messages);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assign, createMachine, fromPromise, raise, setup } from 'xstate';
+import { assign, createMachine, fromPromise, raise, sendParent, setup } from 'xstate';
 import { checkMachine, type CheckResult, durable, InvalidArgumentError } from '../../src/index.js';
 import { checkOptions, order } from '../../machines/order.js';
 
@@ -64,6 +64,32 @@ describe('machines that survive persistence', () => {
 });
 
 describe('machines that do not', () => {
+  it('a parent that invokes a child machine, and a child that calls sendParent, check clean (each on its own)', async () => {
+    const child = setup({}).createMachine({
+      id: 'chk_child',
+      initial: 'a',
+      states: { a: { entry: sendParent({ type: 'started' }), after: { 500: 'b' } }, b: { type: 'final' } },
+      output: () => ({ ok: true }),
+    });
+    const parent = setup({ actors: { chk_child: child } }).createMachine({
+      id: 'chk_parent',
+      context: { started: 0 },
+      initial: 'waiting',
+      states: {
+        waiting: {
+          invoke: { id: 'kid', src: 'chk_child', onDone: 'done' },
+          on: { started: { actions: assign({ started: ({ context }) => context.started + 1 }) } },
+        },
+        done: { type: 'final' },
+      },
+    });
+    for (const m of [parent, child]) {
+      const result = await checkMachine(durable(m), { events: [{ type: 'started' }], outputs: { kid: { ok: true } } });
+      expect(result.problems, m.id).toEqual([]);
+      expect(result.unexplored, m.id).toEqual([]);
+    }
+  });
+
   it('a plain XState machine durable() would refuse: its refusal comes back as a problem, naming the state', async () => {
     const machine = createMachine({ id: 'late', initial: 'waiting', states: { waiting: { after: { soon: 'gone' } }, gone: {} } });
     const result = await checkMachine(machine);
