@@ -32,12 +32,7 @@ export class LocalBus implements Bus {
     if (durable !== undefined) {
       throw new InvalidArgumentError('a durable subscription needs NATS (the `nats` option); the in-process bus delivers live transitions only');
     }
-    const entry = { filter, handler };
-    this.subscribers.add(entry);
-    const off = () => {
-      this.subscribers.delete(entry);
-    };
-    return Object.assign(off, { ready: Promise.resolve() });
+    return listen(this.subscribers, { filter, handler });
   }
 
   publish(messages: TransitionMessage[]): void {
@@ -52,12 +47,7 @@ export class LocalBus implements Bus {
   }
 
   onEmitted(filter: EmittedFilter, handler: EmittedHandler): Unsubscribe {
-    const entry = { filter, handler };
-    this.listeners.add(entry);
-    const off = () => {
-      this.listeners.delete(entry);
-    };
-    return Object.assign(off, { ready: Promise.resolve() });
+    return listen(this.listeners, { filter, handler });
   }
 
   publishEmitted(events: EmittedMessage[]): void {
@@ -86,4 +76,13 @@ export class LocalBus implements Bus {
     this.subscribers.clear();
     this.listeners.clear();
   }
+}
+
+/** Adds `entry` to `set` until the returned function is called; ready at once (nothing to set up in process). */
+function listen<T>(set: Set<T>, entry: T): Unsubscribe {
+  set.add(entry);
+  const off = () => {
+    set.delete(entry);
+  };
+  return Object.assign(off, { ready: Promise.resolve() });
 }
